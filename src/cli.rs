@@ -1,0 +1,183 @@
+//! Command-line arguments (clap). One [`LimitArgs`] and one [`RuntimeArgs`] are flattened into
+//! every command that runs code, so `serve`, `mcp` and `run` take the same flags and
+//! environment variables, and resolve them into a [`SandboxOptions`] in one place.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::limits::{self, Limits};
+use crate::sandbox::{SandboxOptions, default_cache_dir};
+
+#[derive(Debug, Parser)]
+#[command(name = "omcp-sandbox", version, about = "Run untrusted Python in a fresh WebAssembly sandbox, over HTTP, MCP or the command line")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "OMCP_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve POST /run and MCP (streamable HTTP at /mcp) on one address.
+    Serve(ServeArgs),
+    /// Serve MCP over stdio (for desktop agents and IDEs). Only protocol goes to stdout.
+    Mcp(McpArgs),
+    /// Run Python code once and print what it printed and its value.
+    Run(RunArgs),
+    /// Verify python.wasm and compile it into the cache, so later starts are fast.
+    Prepare(PrepareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Keep it on loopback unless a proxy or container needs more.
+    #[arg(long, default_value = "127.0.0.1:8000", env = "OMCP_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Extra host name (or host:port) accepted in Host/Origin headers, besides loopback
+    /// names; needed when the server is reached through a published name or port
+    /// mapping. Repeatable; `*` accepts any host (disables DNS-rebinding protection).
+    #[arg(long = "allowed-host", value_name = "HOST", env = "OMCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// File holding a bearer token; when set, /run and /mcp require
+    /// `Authorization: Bearer <token>` (/healthz stays open).
+    #[arg(long, value_name = "FILE", env = "OMCP_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Code to run (instead of FILE).
+    #[arg(short = 'c', long = "code", conflicts_with = "file")]
+    pub code: Option<String>,
+
+    /// File with the code to run; `-` reads the code from stdin.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Text for the program's stdin (with -c or FILE; not with `-`).
+    #[arg(long)]
+    pub stdin: Option<String>,
+
+    /// Print the same JSON object POST /run answers, instead of the program's own output.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// Where the runtime and its compile cache live.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
+    /// Path to python-3.12.0.wasm (verified by SHA-256 at load).
+    #[arg(long, env = "OMCP_PYTHON_WASM")]
+    pub python_wasm: Option<PathBuf>,
+
+    /// Directory for the compiled module [default: $XDG_CACHE_HOME/omcp-sandbox or ~/.cache/omcp-sandbox].
+    #[arg(long, env = "OMCP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile in memory at every start and write nothing to disk.
+    #[arg(long, env = "OMCP_NO_CACHE")]
+    pub no_cache: bool,
+}
+
+/// Per-run limits: the default for each run and the most a request may ask for.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Wall-clock limit per run, in milliseconds.
+    #[arg(long, default_value_t = limits::DEFAULT_TIMEOUT_MS, env = "OMCP_TIMEOUT_MS")]
+    pub timeout_ms: u64,
+
+    /// Instruction budget per run (wasmtime fuel units).
+    #[arg(long, default_value_t = limits::DEFAULT_FUEL, env = "OMCP_FUEL")]
+    pub fuel: u64,
+
+    /// Linear-memory limit per run, in MiB.
+    #[arg(long, default_value_t = limits::DEFAULT_MEMORY_MB, env = "OMCP_MEMORY_MB")]
+    pub memory_mb: u64,
+
+    /// Bytes of stdout + stderr a run may write; the rest is cut and the run stopped.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_OUTPUT_BYTES, env = "OMCP_MAX_OUTPUT_BYTES")]
+    pub max_output_bytes: usize,
+
+    /// Largest accepted code, in bytes.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_CODE_BYTES, env = "OMCP_MAX_CODE_BYTES")]
+    pub max_code_bytes: usize,
+
+    /// Largest accepted stdin, in bytes.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_STDIN_BYTES, env = "OMCP_MAX_STDIN_BYTES")]
+    pub max_stdin_bytes: usize,
+
+    /// Runs executing at once (HTTP and MCP share these slots).
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_CONCURRENCY, env = "OMCP_MAX_CONCURRENCY")]
+    pub max_concurrency: usize,
+
+    /// Runs that may wait for a slot; beyond this, callers get a "busy" answer at once.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_QUEUE, env = "OMCP_MAX_QUEUE")]
+    pub max_queue: usize,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(self.timeout_ms),
+            fuel: self.fuel,
+            memory_mb: self.memory_mb,
+            max_output_bytes: self.max_output_bytes,
+            max_code_bytes: self.max_code_bytes,
+            max_stdin_bytes: self.max_stdin_bytes,
+            max_concurrency: self.max_concurrency,
+            max_queue: self.max_queue,
+        }
+    }
+}
+
+impl RuntimeArgs {
+    pub fn sandbox_options(&self, limits: Limits) -> SandboxOptions {
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(default_cache_dir)
+        };
+        SandboxOptions { python_wasm: self.python_wasm.clone(), cache_dir, limits }
+    }
+}

@@ -1,0 +1,75 @@
+//! `omcp-sandbox run`: run code once, print what it printed (stdout to stdout, stderr to
+//! stderr), then its last value like the REPL does, and exit with its status.
+//! Exit codes: the program's own status; 124 when a limit stopped it; 125 on a trap.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::{EXIT_LIMIT, EXIT_TRAP};
+use crate::api::RunResponse;
+use crate::cli::RunArgs;
+use crate::limits::LimitRequest;
+use crate::sandbox::{Outcome, Sandbox, Stop};
+
+pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (code, stdin) = read_code(&args)?;
+    let sandbox = Sandbox::load(args.runtime.sandbox_options(args.limits.limits()))?;
+    let job = sandbox.job(code, stdin, &LimitRequest::default())?;
+    let outcome = super::runtime()?.block_on(sandbox.run(&job))?;
+    let status = exit_status(&outcome);
+    if args.json {
+        let response = RunResponse::from(outcome);
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        print_like_a_repl(&outcome)?;
+    }
+    Ok(ExitCode::from(status))
+}
+
+fn read_code(args: &RunArgs) -> anyhow::Result<(String, Option<String>)> {
+    match (&args.code, &args.file) {
+        (Some(code), _) => Ok((code.clone(), args.stdin.clone())),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            anyhow::ensure!(args.stdin.is_none(), "--stdin cannot be used when the code itself comes from stdin");
+            let mut code = String::new();
+            std::io::stdin().read_to_string(&mut code).context("failed to read code from stdin")?;
+            Ok((code, None))
+        }
+        (None, Some(path)) => {
+            let code = std::fs::read_to_string(path).with_context(|| format!("failed to read {path:?}"))?;
+            Ok((code, args.stdin.clone()))
+        }
+        (None, None) => anyhow::bail!("nothing to run: pass -c CODE, a FILE, or - to read code from stdin"),
+    }
+}
+
+fn print_like_a_repl(outcome: &Outcome) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(outcome.output.as_bytes())?;
+    if let Some(repr) = &outcome.result_repr {
+        // The REPL shows nothing for None.
+        if repr != "None" {
+            writeln!(out, "{repr}")?;
+        }
+    }
+    out.flush()?;
+    let mut err = std::io::stderr().lock();
+    err.write_all(outcome.stderr.as_bytes())?;
+    if let Some(error) = &outcome.error {
+        err.write_all(error.as_bytes())?;
+        if !error.ends_with('\n') {
+            writeln!(err)?;
+        }
+    }
+    Ok(())
+}
+
+fn exit_status(outcome: &Outcome) -> u8 {
+    match outcome.stopped {
+        Some(stop) if stop.is_limit() => EXIT_LIMIT,
+        Some(Stop::Trap) => EXIT_TRAP,
+        _ => outcome.exit_code.map(|code| (code & 0xff) as u8).unwrap_or(EXIT_TRAP),
+    }
+}

@@ -1,0 +1,171 @@
+//! Resource limits as plain data: the server's defaults (which are also its maximums), and
+//! how one request's optional overrides are resolved against them.
+//!
+//! A request may lower any limit but never raise it above what the operator configured, so
+//! a caller can ask for a tighter sandbox and nothing more. Converting these numbers into
+//! wasmtime objects (fuel, epoch deadline, store limiter, pipe capacity) happens in one
+//! place, `sandbox::run`.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Default wall-clock limit per run.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Default fuel per run. Interpreter start-up alone costs about 0.25 G units, and
+/// `sum(i*i for i in range(3_000_000))` about 13.4 G, so this allows real work while still
+/// bounding CPU independently of wall-clock time on a loaded machine.
+pub const DEFAULT_FUEL: u64 = 40_000_000_000;
+/// Default linear-memory cap per run. The interpreter needs about 20 MiB to start.
+pub const DEFAULT_MEMORY_MB: u64 = 256;
+/// Default cap on what a run may write to stdout and stderr together.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
+/// Default cap on the size of submitted code.
+pub const DEFAULT_MAX_CODE_BYTES: usize = 1 << 20;
+/// Default cap on the stdin a request may hand the guest.
+pub const DEFAULT_MAX_STDIN_BYTES: usize = 1 << 20;
+/// Runs executing at once. These machines behave like one core, so more parallel runs only
+/// share the CPU; a small number keeps latency predictable.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
+/// Runs allowed to wait for a slot before callers get a typed "busy" answer.
+pub const DEFAULT_MAX_QUEUE: usize = 64;
+/// Below this the interpreter cannot even start.
+pub const MIN_MEMORY_MB: u64 = 1;
+
+/// The operator's limits: each is the default for a run and the most a request may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub fuel: u64,
+    pub memory_mb: u64,
+    pub max_output_bytes: usize,
+    pub max_code_bytes: usize,
+    pub max_stdin_bytes: usize,
+    pub max_concurrency: usize,
+    pub max_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
+            fuel: DEFAULT_FUEL,
+            memory_mb: DEFAULT_MEMORY_MB,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_code_bytes: DEFAULT_MAX_CODE_BYTES,
+            max_stdin_bytes: DEFAULT_MAX_STDIN_BYTES,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_queue: DEFAULT_MAX_QUEUE,
+        }
+    }
+}
+
+/// What one request asked for; `None` means "the server's default".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitRequest {
+    pub timeout_ms: Option<u64>,
+    pub fuel: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+}
+
+/// The limits one run actually gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    pub timeout: Duration,
+    pub fuel: u64,
+    pub memory_mb: u64,
+    pub max_output_bytes: usize,
+}
+
+/// A request's limit that cannot be honoured (a zero where a positive number is needed).
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{field} must be at least {min}, got {value}")]
+pub struct LimitError {
+    pub field: &'static str,
+    pub value: u64,
+    pub min: u64,
+}
+
+impl Limits {
+    /// Check the operator's own settings once, at start-up.
+    pub fn validate(&self) -> Result<(), LimitError> {
+        at_least("timeout_ms", self.timeout.as_millis() as u64, 1)?;
+        at_least("fuel", self.fuel, 1)?;
+        at_least("memory_mb", self.memory_mb, MIN_MEMORY_MB)?;
+        at_least("max_concurrency", self.max_concurrency as u64, 1)?;
+        Ok(())
+    }
+
+    /// Resolve a request's overrides: each is clamped to the server's limit.
+    pub fn resolve(&self, req: &LimitRequest) -> Result<RunLimits, LimitError> {
+        let timeout_ms = self.timeout.as_millis() as u64;
+        let timeout = pick("timeout_ms", req.timeout_ms, timeout_ms, 1)?;
+        Ok(RunLimits {
+            timeout: Duration::from_millis(timeout),
+            fuel: pick("fuel", req.fuel, self.fuel, 1)?,
+            memory_mb: pick("memory_mb", req.memory_mb, self.memory_mb, MIN_MEMORY_MB)?,
+            max_output_bytes: pick(
+                "max_output_bytes",
+                req.max_output_bytes,
+                self.max_output_bytes as u64,
+                0,
+            )? as usize,
+        })
+    }
+
+    /// The limits a request with no overrides gets.
+    pub fn defaults(&self) -> RunLimits {
+        self.resolve(&LimitRequest::default())
+            .expect("server limits are validated at start-up")
+    }
+}
+
+fn pick(field: &'static str, asked: Option<u64>, server: u64, min: u64) -> Result<u64, LimitError> {
+    match asked {
+        None => Ok(server),
+        Some(value) => {
+            at_least(field, value, min)?;
+            Ok(value.min(server))
+        }
+    }
+}
+
+fn at_least(field: &'static str, value: u64, min: u64) -> Result<(), LimitError> {
+    if value < min {
+        return Err(LimitError { field, value, min });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_can_lower_but_not_raise() {
+        let limits = Limits::default();
+        let run = limits
+            .resolve(&LimitRequest {
+                timeout_ms: Some(500),
+                fuel: Some(u64::MAX),
+                memory_mb: Some(64),
+                max_output_bytes: None,
+            })
+            .unwrap();
+        assert_eq!(run.timeout, Duration::from_millis(500));
+        assert_eq!(run.fuel, DEFAULT_FUEL);
+        assert_eq!(run.memory_mb, 64);
+        assert_eq!(run.max_output_bytes, DEFAULT_MAX_OUTPUT_BYTES);
+    }
+
+    #[test]
+    fn zero_limits_are_rejected() {
+        let limits = Limits::default();
+        let err = limits
+            .resolve(&LimitRequest { timeout_ms: Some(0), ..Default::default() })
+            .unwrap_err();
+        assert_eq!(err.field, "timeout_ms");
+        assert!(limits.resolve(&LimitRequest { fuel: Some(0), ..Default::default() }).is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! omcp-sandbox: run untrusted Python in a fresh CPython-on-WASI interpreter per call, inside
+//! wasmtime, served over HTTP (`POST /run`), MCP, or once from the command line.
+//!
+//! `main` only parses arguments, sets up logging (always stderr: in MCP stdio mode stdout
+//! belongs to the protocol) and dispatches to one module per command.
+
+mod api;
+mod cli;
+mod commands;
+mod http;
+mod limits;
+mod mcp;
+mod sandbox;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::main(args),
+        Command::Mcp(args) => commands::mcp::main(args),
+        Command::Run(args) => commands::run::main(args),
+        Command::Prepare(args) => commands::prepare::main(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(commands::EXIT_INTERNAL)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("OMCP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,216 @@
+//! The MCP face: one tool, `run_python`, served by [`SandboxTools`]. The handler knows
+//! nothing of transports; `commands::mcp` serves it over stdio and `http` over streamable
+//! HTTP at `/mcp`, both against the same [`Sandbox`] (and so the same concurrency cap).
+//!
+//! Errors follow the spec: a Python exception or a limit is a tool result with
+//! `isError: true` (the model can read the traceback and fix its code); malformed arguments
+//! and refusals before running (busy, too large) are JSON-RPC errors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolResult, ContentBlock, ErrorCode, Implementation, ProgressNotificationParam,
+    RequestMetaObject, ServerCapabilities, ServerConfig,
+};
+use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::RunResponse;
+use crate::limits::LimitRequest;
+use crate::sandbox::{Outcome, RunError, Sandbox, Stop};
+
+/// JSON-RPC error code for "the server is at capacity, retry" (implementation-defined range).
+const BUSY: ErrorCode = ErrorCode(-32000);
+
+/// Progress notifications start once a run has taken this long.
+const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+
+const TOOL_DESCRIPTION: &str = "\
+Run Python 3.12 code in a fresh, isolated interpreter (CPython compiled to WebAssembly) and \
+return what it printed and the value of its last expression, like a notebook cell.
+
+Every call starts from a pristine interpreter: variables, imports and files from earlier calls \
+are gone, so each call must be self-contained. Available: the whole standard library (math, \
+json, re, datetime, decimal, fractions, statistics, itertools, collections, sqlite3 in memory, \
+...). Not available: third-party packages (no numpy/pandas), network access, host files, \
+subprocesses, threads.
+
+Examples:
+  {\"code\": \"print('hi')\\n2 + 2\"}  ->  output \"hi\\n\", result 4
+  {\"code\": \"import statistics\\nstatistics.mean([1, 2, 3, 4])\"}  ->  result 2.5
+  {\"code\": \"name = input()\\nf'hello {name}'\", \"stdin\": \"Ada\"}  ->  result \"hello Ada\"
+
+The result is JSON when the value is a str, int, float, bool, None, or a list/dict of those, \
+otherwise its repr() as a string. An uncaught exception returns its traceback in `error` \
+(isError true). Runs are bounded in time, instructions, memory and output; `stopped` says \
+which limit ended a run early.";
+
+/// Arguments of `run_python`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunPythonArgs {
+    /// Python 3.12 source code. The value of the last expression is returned as `result`.
+    pub code: String,
+    /// Text the program reads from standard input (input(), sys.stdin).
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Wall-clock limit in milliseconds; at most the server's limit.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The MCP tool handler.
+#[derive(Clone)]
+pub struct SandboxTools {
+    sandbox: Arc<Sandbox>,
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl SandboxTools {
+    pub fn new(sandbox: Arc<Sandbox>) -> Self {
+        SandboxTools { sandbox, tool_router: Self::tool_router() }
+    }
+
+    #[tool(
+        name = "run_python",
+        description = TOOL_DESCRIPTION,
+        output_schema = rmcp::handler::server::common::schema_for_output::<RunResponse>(),
+        annotations(
+            title = "Run Python (sandboxed)",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn run_python(
+        &self,
+        Parameters(args): Parameters<RunPythonArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+        cancelled: CancellationToken,
+    ) -> Result<CallToolResult, ErrorData> {
+        let asked = LimitRequest { timeout_ms: args.timeout_ms, ..LimitRequest::default() };
+        let job = self.sandbox.job(args.code, args.stdin, &asked).map_err(refusal)?;
+        let progress_token = meta.get_progress_token();
+        let started = Instant::now();
+        let total_secs = job.limits.timeout.as_secs_f64();
+
+        let run = self.sandbox.run(&job);
+        tokio::pin!(run);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_AFTER, PROGRESS_AFTER);
+        let mut reported = false;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut run => break outcome.map_err(refusal)?,
+                // Dropping `run` cancels the guest at once and frees its slot.
+                () = cancelled.cancelled() => {
+                    return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "run cancelled by the client", None));
+                }
+                _ = ticks.tick(), if progress_token.is_some() => {
+                    let token = progress_token.clone().expect("guarded by the select condition");
+                    let elapsed = started.elapsed().as_secs_f64();
+                    let note = ProgressNotificationParam::new(token, elapsed.min(total_secs))
+                        .with_total(total_secs)
+                        .with_message(format!("running for {elapsed:.0} s"));
+                    reported |= peer.notify_progress(note).await.is_ok();
+                }
+            }
+        };
+        if let (true, Some(token)) = (reported, progress_token) {
+            let done = ProgressNotificationParam::new(token, total_secs)
+                .with_total(total_secs)
+                .with_message("finished");
+            let _ = peer.notify_progress(done).await;
+        }
+        Ok(tool_result(outcome))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for SandboxTools {
+    fn get_info(&self) -> ServerConfig {
+        let limits = self.sandbox.limits();
+        let instructions = format!(
+            "This server runs Python code in a sandbox through the `run_python` tool. Python \
+             3.12 with the standard library only (no third-party packages), no network, no \
+             access to host files, no subprocesses or threads. Every call gets a fresh \
+             interpreter: nothing persists between calls, so include all imports and \
+             definitions in each call. The value of the last expression is returned as \
+             `result` (like a notebook cell); printed text is in `output`. Limits per call: \
+             {} ms wall-clock, {} fuel units of CPU, {} MiB of memory, {} bytes of output.",
+            limits.timeout.as_millis(),
+            limits.fuel,
+            limits.memory_mb,
+            limits.max_output_bytes
+        );
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("omcp-sandbox", env!("CARGO_PKG_VERSION"))
+                    .with_title("omcp-sandbox: sandboxed Python"),
+            )
+            .with_instructions(instructions)
+    }
+}
+
+/// A refusal before running is a JSON-RPC error, typed so a client can tell busy from bad.
+fn refusal(err: RunError) -> ErrorData {
+    match err {
+        RunError::Busy { .. } => ErrorData::new(BUSY, err.to_string(), Some(serde_json::json!({"type": "busy"}))),
+        RunError::CodeTooLarge { .. } | RunError::StdinTooLarge { .. } | RunError::Limit(_) => {
+            ErrorData::invalid_params(err.to_string(), None)
+        }
+        RunError::Internal(_) => {
+            tracing::error!("{err:#}");
+            ErrorData::internal_error(err.to_string(), None)
+        }
+    }
+}
+
+/// Structured content (the same object `/run` returns) plus a text block a model can read:
+/// the output, then the value or the traceback / stop reason.
+fn tool_result(outcome: Outcome) -> CallToolResult {
+    let failed = outcome.error.is_some()
+        || match outcome.stopped {
+            Some(Stop::Exit) => outcome.exit_code != Some(0),
+            Some(_) => true,
+            None => false,
+        };
+    let mut text = String::new();
+    if !outcome.output.is_empty() {
+        text.push_str(&outcome.output);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    if !outcome.stderr.is_empty() {
+        text.push_str("[stderr]\n");
+        text.push_str(&outcome.stderr);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    if let Some(error) = &outcome.error {
+        text.push_str(error);
+    } else if let Some(repr) = &outcome.result_repr {
+        text.push_str(&format!("Result: {repr}"));
+    } else if let Some(Stop::Exit) = outcome.stopped {
+        text.push_str(&format!("Exited with status {}", outcome.exit_code.unwrap_or(0)));
+    } else if text.is_empty() {
+        text.push_str("(no output and no value)");
+    }
+    if outcome.truncated {
+        text.push_str("\n[output truncated at the server's limit]");
+    }
+    let structured = serde_json::to_value(RunResponse::from(outcome)).expect("RunResponse serializes");
+    let mut result = if failed { CallToolResult::error(vec![]) } else { CallToolResult::success(vec![]) };
+    result.content = vec![ContentBlock::text(text)];
+    result.structured_content = Some(structured);
+    result
+}

@@ -1,0 +1,218 @@
+//! The process-wide wasmtime engine: its configuration, the pinned python.wasm (found and
+//! verified by SHA-256), the compiled module and its on-disk cache, and the epoch ticker.
+//!
+//! Compiling python.wasm with Cranelift takes 5-8 s, so it happens at most once per
+//! (wasm hash, wasmtime version, engine settings): the artifact is cached on disk and later
+//! starts deserialize it (mmap, ~1 ms). Nothing here runs per request.
+
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine, Module};
+
+/// The file name fetch-python.sh writes, under `wasm/`.
+pub const PYTHON_WASM_FILE: &str = "python-3.12.0.wasm";
+/// The pinned build: VMware Wasm Labs python/3.12.0+20231211-040d5a6.
+pub const PYTHON_WASM_SHA256: &str =
+    "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
+pub const PYTHON_WASM_SIZE: u64 = 26_267_204;
+pub const PYTHON_VERSION: &str = "3.12.0";
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// How often the epoch advances. Each tick is a point where a running guest yields to the
+/// async runtime, so it bounds how long one guest can hold a worker thread.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Where the pinned runtime lives and what it is.
+#[derive(Debug, Clone)]
+pub struct PythonWasm {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
+/// Find python.wasm: an explicit path wins; otherwise `wasm/python-3.12.0.wasm` under the
+/// current directory or any ancestor of the executable (so `target/release/omcp-sandbox`
+/// finds the repository's copy), then the image's system path.
+pub fn locate_python_wasm(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        if path.is_file() {
+            return Ok(path.to_path_buf());
+        }
+        bail!(
+            "python runtime not found at {:?} (from --python-wasm / OMCP_PYTHON_WASM); \
+             run ./fetch-python.sh --dest {:?} to fetch it",
+            path,
+            path
+        );
+    }
+    let mut candidates = vec![Path::new("wasm").join(PYTHON_WASM_FILE)];
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1) {
+            candidates.push(dir.join("wasm").join(PYTHON_WASM_FILE));
+        }
+    }
+    candidates.push(Path::new("/usr/local/share/omcp-sandbox").join(PYTHON_WASM_FILE));
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    bail!(
+        "python runtime not found at {:?}; run ./fetch-python.sh in the repository \
+         (or pass --python-wasm PATH / set OMCP_PYTHON_WASM)",
+        candidates[0]
+    )
+}
+
+/// Read python.wasm and check it is exactly the pinned build: the hash, not the path, is
+/// what we trust (the compiled-module cache is keyed by it too).
+pub fn load_python_wasm(path: &Path) -> Result<PythonWasm> {
+    let bytes = fs::read(path).with_context(|| format!("failed to read {path:?}"))?;
+    if bytes.len() as u64 != PYTHON_WASM_SIZE {
+        bail!(
+            "{path:?} is {} bytes, expected {PYTHON_WASM_SIZE}: a partial or different file; \
+             run ./fetch-python.sh to replace it",
+            bytes.len()
+        );
+    }
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if sha256 != PYTHON_WASM_SHA256 {
+        bail!(
+            "{path:?} has SHA-256 {sha256}, expected {PYTHON_WASM_SHA256}; \
+             run ./fetch-python.sh to replace it"
+        );
+    }
+    Ok(PythonWasm { path: path.to_path_buf(), bytes, sha256 })
+}
+
+/// The one engine configuration. Fuel and epochs both change generated code, so they are
+/// part of the compiled-module cache key (via `precompile_compatibility_hash`).
+pub fn new_engine() -> Result<Engine> {
+    let mut config = Config::new();
+    // Fuel bounds instructions independently of how loaded the machine is.
+    config.consume_fuel(true);
+    // Epochs let a CPU-bound guest yield every tick (see EPOCH_TICK) so the async timeout
+    // around each run can fire and other requests keep being served.
+    config.epoch_interruption(true);
+    // Wasm backtraces are captured on every trap; hostile code traps often and nobody
+    // reads the frames of a module without a name section.
+    config.wasm_backtrace(false);
+    // Stays well below the fiber stack (async_stack_size, 2 MiB by default): overflowing
+    // the host part of a fiber stack would abort the whole process.
+    config.max_wasm_stack(1 << 20);
+    Engine::new(&config).context("failed to create the wasmtime engine")
+}
+
+/// Whether the compiled module came from the cache or was compiled now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleSource {
+    Cache,
+    Compiled,
+}
+
+/// Load the compiled module from `cache_dir` or compile it (once) and store it there.
+pub fn load_module(
+    engine: &Engine,
+    wasm: &PythonWasm,
+    cache_dir: Option<&Path>,
+) -> Result<(Module, ModuleSource)> {
+    let Some(dir) = cache_dir else {
+        return Ok((compile(engine, wasm)?, ModuleSource::Compiled));
+    };
+    let path = dir.join(cache_file_name(engine, wasm));
+    if let Some(module) = try_deserialize(engine, &path) {
+        return Ok((module, ModuleSource::Cache));
+    }
+    if let Err(err) = fs::create_dir_all(dir) {
+        tracing::warn!("compile cache {dir:?} unusable ({err}); compiling without it");
+        return Ok((compile(engine, wasm)?, ModuleSource::Compiled));
+    }
+    // Several processes starting at once (tests, replicas) would each spend seconds of CPU
+    // compiling the same thing: the first takes the lock, the others wait and then load.
+    let lock = fs::File::create(dir.join(".compile.lock"))
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|err| tracing::warn!("cannot lock compile cache {dir:?}: {err}"))
+        .ok();
+    if let Some(module) = try_deserialize(engine, &path) {
+        return Ok((module, ModuleSource::Cache));
+    }
+    let module = compile(engine, wasm)?;
+    if let Err(err) = store_artifact(&module, &path) {
+        tracing::warn!("could not write compile cache {path:?}: {err:#}");
+    }
+    drop(lock);
+    Ok((module, ModuleSource::Compiled))
+}
+
+fn compile(engine: &Engine, wasm: &PythonWasm) -> Result<Module> {
+    let started = Instant::now();
+    tracing::info!("compiling {:?} (happens once per wasmtime version and settings)", wasm.path);
+    let module = Module::from_binary(engine, &wasm.bytes)
+        .with_context(|| format!("failed to compile {:?}", wasm.path))?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "compiled python.wasm");
+    Ok(module)
+}
+
+fn try_deserialize(engine: &Engine, path: &Path) -> Option<Module> {
+    if !path.is_file() {
+        return None;
+    }
+    // SAFETY: the file is one this program serialized with an engine of the same
+    // compatibility hash (it is in the file name) into the operator's own cache directory.
+    // wasmtime still checks the header and refuses artifacts from other versions/settings.
+    match unsafe { Module::deserialize_file(engine, path) } {
+        Ok(module) => Some(module),
+        Err(err) => {
+            tracing::warn!("ignoring unusable compile cache {path:?}: {err:#}");
+            None
+        }
+    }
+}
+
+fn store_artifact(module: &Module, path: &Path) -> Result<()> {
+    let bytes = module.serialize()?;
+    // Write then rename, so a concurrent reader never maps a half-written file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = fs::File::create(&tmp).with_context(|| format!("failed to create {tmp:?}"))?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("failed to rename {tmp:?} to {path:?}"))?;
+    Ok(())
+}
+
+fn cache_file_name(engine: &Engine, wasm: &PythonWasm) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!(
+        "python-{}-wasmtime{WASMTIME_VERSION}-{:016x}.cwasm",
+        &wasm.sha256[..16],
+        hasher.finish()
+    )
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/omcp-sandbox` or `~/.cache/omcp-sandbox`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("omcp-sandbox"))
+}
+
+/// Advance the engine's epoch forever on a plain thread. A tokio task would itself be
+/// starved by the guests it is meant to interrupt when the runtime is saturated.
+pub fn spawn_epoch_ticker(engine: Engine) {
+    std::thread::Builder::new()
+        .name("omcp-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("failed to spawn the epoch ticker thread");
+}

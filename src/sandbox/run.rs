@@ -1,0 +1,243 @@
+//! One run: a fresh store and instance of the pre-linked module, fed the driver protocol
+//! through WASI stdin, bounded by every limit, and classified into an [`Outcome`].
+//!
+//! This is the one place where limits become wasmtime objects: fuel (`Store::set_fuel`),
+//! time (epoch yields + an async timeout), memory (a `ResourceLimiter`), output (the
+//! capture's budget). Nothing of a run outlives it: the store, instance, memory and pipes
+//! are dropped at the end, so the next run starts from the pristine module.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use wasmtime::{InstancePre, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+
+use super::io::{Capture, Channel};
+use super::outcome::{Envelope, Outcome, Stop};
+use crate::limits::RunLimits;
+
+/// The in-guest driver (see driver.py for its protocol).
+const DRIVER: &str = include_str!("driver.py");
+
+/// Fixed argv: isolated mode (no environment, no user site), unbuffered stdio so output
+/// written before a limit stops the run is not lost in a buffer, UTF-8 mode.
+fn argv() -> [&'static str; 7] {
+    ["python", "-I", "-u", "-X", "utf8", "-c", DRIVER]
+}
+
+/// Per-store host state.
+pub struct GuestState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+impl GuestState {
+    pub fn wasi(&mut self) -> &mut WasiP1Ctx {
+        &mut self.wasi
+    }
+}
+
+/// Caps linear memory and remembers whether it had to refuse, so that a MemoryError (or a
+/// crash after a failed allocation) is reported as the memory limit, not as a bug.
+struct MemoryLimiter {
+    max_bytes: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+        if desired > self.max_bytes {
+            self.refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+        // CPython grows its function table only at start-up; this bound just keeps a
+        // hostile module path from reserving host memory through tables.
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// What the caller hands a run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub code: String,
+    pub stdin: Vec<u8>,
+    pub limits: RunLimits,
+}
+
+/// Run `job` in a fresh instance. Errors are host failures only; everything the guest does,
+/// including hitting a limit, is an `Outcome`.
+pub async fn run(pre: &InstancePre<GuestState>, job: &Job) -> Result<Outcome> {
+    let started = Instant::now();
+    let limits = job.limits;
+
+    let mut marker = vec![0u8; 16];
+    getrandom::fill(&mut marker).context("failed to get randomness for the envelope marker")?;
+    let header = serde_json::json!({
+        "marker": hex::encode(&marker),
+        "code_len": job.code.len(),
+        "max_result": limits.max_output_bytes.max(1024),
+    });
+    let mut input = serde_json::to_vec(&header)?;
+    input.push(b'\n');
+    input.extend_from_slice(job.code.as_bytes());
+    input.extend_from_slice(&job.stdin);
+
+    // The envelope holds up to three fields the driver clips to `max_result` characters
+    // (result, repr, error); JSON escaping can grow text up to 6x.
+    let envelope_cap = 64 * 1024 + 18 * limits.max_output_bytes.max(1024);
+    let capture = Capture::new(marker, limits.max_output_bytes, envelope_cap);
+
+    // Deny by default: no preopened directories, no environment variables, no sockets;
+    // only these three streams, the clocks and a random source.
+    let wasi = WasiCtxBuilder::new()
+        .args(&argv())
+        .stdin(MemoryInputPipe::new(input))
+        .stdout(capture.stream(Channel::Stdout))
+        .stderr(capture.stream(Channel::Stderr))
+        .build_p1();
+    let max_bytes = usize::try_from(limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let state = GuestState { wasi, limiter: MemoryLimiter { max_bytes, refused: false } };
+    let mut store = Store::new(pre.module().engine(), state);
+    store.limiter(|state| &mut state.limiter);
+    store.set_fuel(limits.fuel)?;
+    // Yield to the async runtime at every epoch tick: the guest never holds a worker thread
+    // for long, and the timeout below can fire even while wasm is spinning.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+
+    // The outer timeout also covers a guest blocked in a host call (`time.sleep`), which
+    // neither fuel nor epochs interrupt. Dropping the future cancels the guest.
+    let execution = tokio::time::timeout(limits.timeout, async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        start.call_async(&mut store, ()).await
+    })
+    .await;
+
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let memory_refused = store.data().limiter.refused;
+    drop(store);
+
+    let ended = match execution {
+        Err(_elapsed) => Ended::Stopped(Stop::Timeout, None),
+        Ok(Ok(())) => Ended::Exited(0),
+        Ok(Err(err)) => classify_error(&err, memory_refused),
+    };
+    let mut outcome = assemble(&capture, ended, memory_refused, &limits);
+    outcome.duration = started.elapsed();
+    outcome.fuel_used = fuel_used;
+    Ok(outcome)
+}
+
+/// How the guest's `_start` ended, before looking at what it wrote.
+enum Ended {
+    Exited(i32),
+    /// A limit or trap; the optional text is the trap's own message.
+    Stopped(Stop, Option<String>),
+}
+
+fn classify_error(err: &wasmtime::Error, memory_refused: bool) -> Ended {
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return Ended::Exited(exit.0);
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => Ended::Stopped(Stop::Fuel, None),
+            Trap::Interrupt => Ended::Stopped(Stop::Timeout, None),
+            _ if memory_refused => Ended::Stopped(Stop::Memory, Some(trap.to_string())),
+            _ => Ended::Stopped(Stop::Trap, Some(trap.to_string())),
+        };
+    }
+    // A host-side error raised inside a WASI call: the output stream refusing a write
+    // (classified from the capture below), or e.g. `os._exit(200)`, which WASI refuses.
+    let text = format!("{err:#}");
+    if text.contains("invalid exit status") {
+        return Ended::Stopped(Stop::Exit, Some(text));
+    }
+    if memory_refused {
+        return Ended::Stopped(Stop::Memory, Some(text));
+    }
+    Ended::Stopped(Stop::Trap, Some(text))
+}
+
+fn assemble(capture: &Capture, ended: Ended, memory_refused: bool, limits: &RunLimits) -> Outcome {
+    let captured = capture.lock();
+    let mut outcome = Outcome {
+        output: String::from_utf8_lossy(&captured.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&captured.stderr).into_owned(),
+        truncated: captured.overflowed,
+        ..Outcome::default()
+    };
+    let envelope: Option<Envelope> = captured
+        .envelope
+        .as_deref()
+        .and_then(|bytes| serde_json::from_slice(bytes).ok());
+
+    // An output overflow traps from inside a write, so it must be recognised before the
+    // trap is taken at face value.
+    let ended = match ended {
+        Ended::Stopped(_, _) if captured.overflowed => Ended::Stopped(Stop::Output, None),
+        other => other,
+    };
+    drop(captured);
+
+    match ended {
+        Ended::Exited(status) => match envelope {
+            Some(env) => {
+                outcome.result = env.has_result.then_some(env.result).flatten();
+                outcome.result_repr = env.repr;
+                outcome.truncated |= env.truncated;
+                outcome.exit_code = Some(env.exit_code);
+                if env.exit {
+                    outcome.stopped = Some(Stop::Exit);
+                }
+                if env.error.is_some() && memory_refused {
+                    outcome.stopped = Some(Stop::Memory);
+                }
+                outcome.error = env.error;
+            }
+            // The program left without the driver reporting: `os._exit(n)`, or it broke
+            // the driver's own channel (closed stdout, ...).
+            None => {
+                outcome.exit_code = Some(status);
+                outcome.stopped = Some(Stop::Exit);
+            }
+        },
+        Ended::Stopped(stop, detail) => {
+            outcome.stopped = Some(stop);
+            outcome.error = Some(stop_message(stop, detail, limits));
+        }
+    }
+    outcome
+}
+
+fn stop_message(stop: Stop, detail: Option<String>, limits: &RunLimits) -> String {
+    match stop {
+        Stop::Timeout => format!(
+            "timeout: the run exceeded its time limit of {} ms",
+            limits.timeout.as_millis()
+        ),
+        Stop::Fuel => format!(
+            "fuel: the run used up its instruction budget of {} units",
+            limits.fuel
+        ),
+        Stop::Memory => format!(
+            "memory: the run exceeded its memory limit of {} MiB{}",
+            limits.memory_mb,
+            detail.map(|d| format!(" ({d})")).unwrap_or_default()
+        ),
+        Stop::Output => format!(
+            "output: the run wrote more than its limit of {} bytes; output is cut there",
+            limits.max_output_bytes
+        ),
+        Stop::Trap => format!("trap: {}", detail.unwrap_or_else(|| "unknown".into())),
+        Stop::Exit => format!("exit: {}", detail.unwrap_or_else(|| "the program exited".into())),
+    }
+}

@@ -1,0 +1,138 @@
+//! Small helpers: start the real server on 127.0.0.1:0, read its address back, post JSON.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_omcp-sandbox")
+}
+
+/// A compile cache private to the tests, filled once per test binary, so the servers the
+/// tests start only deserialize the module.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("omcp-cache")
+}
+
+pub fn prepare() {
+    static PREPARE: Once = Once::new();
+    PREPARE.call_once(|| {
+        let status = Command::new(bin())
+            .arg("prepare")
+            .env("OMCP_CACHE_DIR", cache_dir())
+            .stdout(Stdio::null())
+            .status()
+            .expect("failed to run omcp-sandbox prepare");
+        assert!(status.success(), "omcp-sandbox prepare failed (is wasm/python-3.12.0.wasm fetched?)");
+    });
+}
+
+/// A command for the binary with the test cache configured.
+pub fn command() -> Command {
+    prepare();
+    let mut cmd = Command::new(bin());
+    cmd.env("OMCP_CACHE_DIR", cache_dir()).env_remove("OMCP_LISTEN");
+    cmd
+}
+
+/// A running `omcp-sandbox serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Server {
+        let mut child = command()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("failed to start omcp-sandbox serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(rest.trim().to_string());
+                    }
+                }
+                if std::env::var_os("OMCP_TEST_LOG").is_some() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server did not report its address")
+            .parse()
+            .expect("bad address in log");
+        Server { child, addr, client: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POST a JSON value to /run; returns status and parsed JSON body.
+    pub async fn run_json(&self, body: Value) -> (u16, Value) {
+        let response = self.client.post(self.url("/run")).json(&body).send().await.expect("request failed");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON body {text:?}: {e}"));
+        (status, value)
+    }
+
+    /// Run code with default limits; asserts a 200 answer.
+    pub async fn run(&self, code: &str) -> Value {
+        self.run_with(serde_json::json!({ "code": code })).await
+    }
+
+    pub async fn run_with(&self, body: Value) -> Value {
+        let (status, value) = self.run_json(body).await;
+        assert_eq!(status, 200, "unexpected status, body: {value}");
+        value
+    }
+
+    /// Send raw bytes to a path with a method; returns status, headers and body text.
+    pub async fn raw(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut request = self.client.request(method.parse().unwrap(), self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.send().await.expect("request failed");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    }
+
+    /// The server still answers a normal run correctly.
+    pub async fn assert_healthy(&self) {
+        let out = self.run("print('ok')\n40 + 2").await;
+        assert_eq!(out["output"], "ok\n");
+        assert_eq!(out["result"], 42);
+        assert_eq!(out["error"], Value::Null);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

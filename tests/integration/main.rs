@@ -1,0 +1,9 @@
+//! Integration tests, compiled as one binary. They drive the real `omcp-sandbox` executable
+//! with the real python.wasm over real sockets on 127.0.0.1.
+
+mod cli;
+mod helpers;
+mod http_api;
+mod isolation;
+mod limits;
+mod values;
