@@ -113,12 +113,6 @@ impl Limits {
             )? as usize,
         })
     }
-
-    /// The limits a request with no overrides gets.
-    pub fn defaults(&self) -> RunLimits {
-        self.resolve(&LimitRequest::default())
-            .expect("server limits are validated at start-up")
-    }
 }
 
 fn pick(field: &'static str, asked: Option<u64>, server: u64, min: u64) -> Result<u64, LimitError> {

@@ -21,7 +21,9 @@ use cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // A one-off `run` prints the program's own output; per-run log lines would only be noise.
+    let quiet = matches!(cli.command, Command::Run(_) | Command::Prepare(_));
+    init_tracing(cli.log_format, if quiet { "warn" } else { "info" });
     let result = match cli.command {
         Command::Serve(args) => commands::serve::main(args),
         Command::Mcp(args) => commands::mcp::main(args),
@@ -37,8 +39,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("OMCP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter = EnvFilter::try_from_env("OMCP_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

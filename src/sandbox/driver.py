@@ -3,34 +3,35 @@
 # what happened in a JSON envelope that user output cannot forge.
 #
 # Protocol with the host (src/sandbox/run.rs):
-#   stdin  = one JSON header line {"marker": hex, "code_len": n, "max_result": n}
+#   stdin  = one header line "omcp1 <marker hex> <code_len> <max_result>\n"
 #            + exactly code_len bytes of UTF-8 code + the caller's own stdin, untouched.
 #   stdout = whatever the code prints, then the marker bytes in one write, then the
 #            envelope. The host's stream switches to envelope mode only on a write that
 #            equals the per-run random marker, so printed text can never become the result.
 #   exit   = os._exit(0) once the envelope is out: skips interpreter finalisation (~5 ms).
 #            The envelope carries the cell's own exit status (WASI cannot exit >= 126).
+#
+# Start-up cost matters (every run is a fresh interpreter): the driver imports only
+# built-in C modules on the normal path. `json`, `ast` and `traceback` are pure-Python
+# packages that together cost more than the interpreter's own start-up; `traceback` is
+# imported only when there is an error to format.
 import sys
 
 
 def _omcp_run():
-    import ast
-    import builtins
-    import json
-    import linecache
-    import math
+    import _ast
     import os
-    import traceback
+    from _json import encode_basestring as quote
 
     stdin = sys.stdin.buffer
-    header = json.loads(stdin.readline())
-    marker = bytes.fromhex(header["marker"])
-    max_result = header["max_result"]
-    code = stdin.read(header["code_len"]).decode("utf-8")
+    magic, marker_hex, code_len, max_result = stdin.readline().split()
+    if magic != b"omcp1":
+        raise SystemExit("omcp driver: unexpected protocol header")
+    marker = bytes.fromhex(marker_hex.decode())
+    max_result = int(max_result)
+    code = stdin.read(int(code_len)).decode("utf-8")
 
     filename = "<cell>"
-    # Tracebacks show the caller's own source lines, as they would from a file.
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
 
     # The cell runs in __main__, like the REPL, so `import __main__`, pickling of
     # classes defined in the cell and `if __name__ == "__main__"` behave as expected.
@@ -56,7 +57,7 @@ def _omcp_run():
         if kind is int:
             return -(2**63) <= value < 2**64
         if kind is float:
-            return math.isfinite(value)
+            return value == value and value not in (float("inf"), float("-inf"))
         if depth > 64:
             return False
         if kind is list:
@@ -65,14 +66,40 @@ def _omcp_run():
             return all(type(k) is str and is_json(v, depth + 1) for k, v in value.items())
         return False
 
-    def user_traceback(exc):
+    def to_json(value):
+        # Only called on values is_json accepted. Floats and ints use their repr, which
+        # is valid JSON for finite values; strings use the C encoder from `_json`.
+        kind = type(value)
+        if value is None:
+            return "null"
+        if kind is bool:
+            return "true" if value else "false"
+        if kind is str:
+            return quote(value)
+        if kind is int:
+            return int.__repr__(value)
+        if kind is float:
+            return float.__repr__(value)
+        if kind is list:
+            return "[" + ", ".join(map(to_json, value)) + "]"
+        return "{" + ", ".join(quote(k) + ": " + to_json(v) for k, v in value.items()) + "}"
+
+    def formatted(exc, skip_driver_frame):
+        import linecache
+        import traceback
+
+        # Tracebacks show the caller's own source lines, as they would from a file.
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        if not skip_driver_frame:
+            # Parse errors come from the compiler, not from a frame of the cell:
+            # show them the way `python file.py` does.
+            return clip("".join(traceback.format_exception_only(type(exc), exc)))
         # Drop the driver's own frame (the exec/eval call) so only the caller's code
         # and the library code it called appear.
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code.co_filename != filename:
             tb = tb.tb_next
-        text = "".join(traceback.format_exception(type(exc), exc, tb))
-        return clip(text)
+        return clip("".join(traceback.format_exception(type(exc), exc, tb)))
 
     def clip(text):
         if len(text) > max_result:
@@ -85,16 +112,14 @@ def _omcp_run():
     exit_code = 0
     try:
         try:
-            tree = ast.parse(code, filename, "exec")
-        except SyntaxError as exc:
-            # Parse errors come from the compiler, not from a frame of the cell:
-            # show them the way `python file.py` does.
-            envelope["error"] = clip("".join(traceback.format_exception_only(type(exc), exc)))
+            tree = compile(code, filename, "exec", _ast.PyCF_ONLY_AST)
+        except (SyntaxError, ValueError) as exc:
+            envelope["error"] = formatted(exc, skip_driver_frame=False)
             exit_code = 1
         else:
             last = None
-            if tree.body and isinstance(tree.body[-1], ast.Expr):
-                last = ast.Expression(tree.body.pop().value)
+            if tree.body and isinstance(tree.body[-1], _ast.Expr):
+                last = _ast.Expression(tree.body.pop().value)
             exec(compile(tree, filename, "exec"), scope)
             if last is not None:
                 value = eval(compile(last, filename, "eval"), scope)
@@ -103,14 +128,11 @@ def _omcp_run():
                     shown = repr(value)
                 except BaseException as exc:  # a hostile __repr__ must not hide the run
                     shown = "<unrepresentable %s: %s>" % (type(value).__name__, type(exc).__name__)
-                if is_json(value):
-                    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-                    if len(text) <= max_result:
-                        envelope["result"] = value
-                    else:
-                        envelope["result"] = clip(shown)
+                text = to_json(value) if is_json(value) else None
+                if text is not None and len(text) <= max_result:
+                    envelope["result"] = text
                 else:
-                    envelope["result"] = clip(shown)
+                    envelope["result"] = quote(clip(shown))
                 envelope["repr"] = clip(shown)
     except SystemExit as exc:
         code_ = exc.code
@@ -127,7 +149,7 @@ def _omcp_run():
             exit_code = 1
         envelope["exit"] = True
     except BaseException as exc:
-        envelope["error"] = user_traceback(exc)
+        envelope["error"] = formatted(exc, skip_driver_frame=True)
         exit_code = 1
 
     try:
@@ -136,8 +158,17 @@ def _omcp_run():
     except BaseException:
         pass
     envelope["exit_code"] = exit_code
+    # "result" is already JSON text; the rest are plain values.
+    fields = []
+    for key, value in envelope.items():
+        if key == "result":
+            fields.append('"result": ' + (value or "null"))
+        elif type(value) is str:
+            fields.append(quote(key) + ": " + quote(value))
+        else:
+            fields.append(quote(key) + ": " + to_json(value))
     # "replace": a lone surrogate in an error message must not make the envelope unreadable.
-    payload = json.dumps(envelope, ensure_ascii=False).encode("utf-8", "replace")
+    payload = ("{" + ", ".join(fields) + "}").encode("utf-8", "replace")
     os.write(1, marker)
     view = memoryview(payload)
     while view:

@@ -11,9 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, Module};
+use wasmtime::error::Context;
+use wasmtime::{Config, Engine, Module, Result, bail};
 
 /// The file name fetch-python.sh writes, under `wasm/`.
 pub const PYTHON_WASM_FILE: &str = "python-3.12.0.wasm";
@@ -100,7 +100,7 @@ pub fn new_engine() -> Result<Engine> {
     config.epoch_interruption(true);
     // Wasm backtraces are captured on every trap; hostile code traps often and nobody
     // reads the frames of a module without a name section.
-    config.wasm_backtrace(false);
+    config.wasm_backtrace_max_frames(None);
     // Stays well below the fiber stack (async_stack_size, 2 MiB by default): overflowing
     // the host part of a fiber stack would abort the whole process.
     config.max_wasm_stack(1 << 20);

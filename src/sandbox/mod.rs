@@ -16,15 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::{Engine, InstancePre, Linker};
+use wasmtime::{InstancePre, Linker};
 
-pub use engine::{
-    ModuleSource, PYTHON_VERSION, PYTHON_WASM_SHA256, WASMTIME_VERSION, default_cache_dir,
-    locate_python_wasm,
-};
+pub use engine::{ModuleSource, PYTHON_VERSION, WASMTIME_VERSION, default_cache_dir};
 pub use outcome::{Outcome, Stop};
 pub use run::Job;
 
@@ -76,9 +73,14 @@ pub struct Sandbox {
 impl Sandbox {
     /// Verify and load the runtime, compiling it only if the cache has no usable artifact.
     pub fn load(options: SandboxOptions) -> Result<Sandbox> {
+        Self::load_inner(options).map_err(into_anyhow)
+    }
+
+    fn load_inner(options: SandboxOptions) -> wasmtime::Result<Sandbox> {
+        use wasmtime::error::Context as _;
         let started = Instant::now();
         options.limits.validate().context("invalid limits")?;
-        let path = locate_python_wasm(options.python_wasm.as_deref())?;
+        let path = engine::locate_python_wasm(options.python_wasm.as_deref())?;
         let wasm = engine::load_python_wasm(&path)?;
         let engine = engine::new_engine()?;
         let (module, module_source) =
@@ -113,10 +115,6 @@ impl Sandbox {
         &self.info
     }
 
-    pub fn engine(&self) -> &Engine {
-        self.pre.module().engine()
-    }
-
     /// Check a request against the limits and turn it into a job.
     pub fn job(&self, code: String, stdin: Option<String>, asked: &LimitRequest) -> Result<Job, RunError> {
         if code.len() > self.limits.max_code_bytes {
@@ -134,7 +132,7 @@ impl Sandbox {
     /// queue bound). Dropping the returned future cancels the run and frees its slot.
     pub async fn run(&self, job: &Job) -> Result<Outcome, RunError> {
         let _slot = self.admit(job.limits.timeout).await?;
-        let outcome = run::run(&self.pre, job).await?;
+        let outcome = run::run(&self.pre, job).await.map_err(|e| RunError::Internal(into_anyhow(e)))?;
         tracing::info!(
             duration_ms = outcome.duration.as_secs_f64() * 1e3,
             fuel_used = outcome.fuel_used,
@@ -189,4 +187,9 @@ impl Drop for QueueSpot<'_> {
     fn drop(&mut self) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// wasmtime 48 has its own error type; the rest of the program speaks anyhow.
+fn into_anyhow(err: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{err:#}")
 }

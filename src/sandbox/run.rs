@@ -8,8 +8,8 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use wasmtime::{InstancePre, ResourceLimiter, Store, Trap};
+use wasmtime::error::Context;
+use wasmtime::{InstancePre, ResourceLimiter, Result, Store, Trap};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -79,13 +79,14 @@ pub async fn run(pre: &InstancePre<GuestState>, job: &Job) -> Result<Outcome> {
 
     let mut marker = vec![0u8; 16];
     getrandom::fill(&mut marker).context("failed to get randomness for the envelope marker")?;
-    let header = serde_json::json!({
-        "marker": hex::encode(&marker),
-        "code_len": job.code.len(),
-        "max_result": limits.max_output_bytes.max(1024),
-    });
-    let mut input = serde_json::to_vec(&header)?;
-    input.push(b'\n');
+    let header = format!(
+        "omcp1 {} {} {}\n",
+        hex::encode(&marker),
+        job.code.len(),
+        limits.max_output_bytes.max(1024)
+    );
+    let mut input = Vec::with_capacity(header.len() + job.code.len() + job.stdin.len());
+    input.extend_from_slice(header.as_bytes());
     input.extend_from_slice(job.code.as_bytes());
     input.extend_from_slice(&job.stdin);
 
