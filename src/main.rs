@@ -12,6 +12,7 @@ mod limits;
 mod mcp;
 mod sandbox;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -41,7 +42,10 @@ fn main() -> ExitCode {
 
 fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_env("OMCP_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -32,6 +32,7 @@ def _omcp_run():
     code = stdin.read(int(code_len)).decode("utf-8")
 
     filename = "<cell>"
+    MAX_FRAMES = 1000
 
     # The cell runs in __main__, like the REPL, so `import __main__`, pickling of
     # classes defined in the cell and `if __name__ == "__main__"` behave as expected.
@@ -84,7 +85,32 @@ def _omcp_run():
             return "[" + ", ".join(map(to_json, value)) + "]"
         return "{" + ", ".join(quote(k) + ": " + to_json(v) for k, v in value.items()) + "}"
 
+    def clip(text):
+        if len(text) > max_result:
+            envelope["truncated"] = True
+            return text[:max_result] + "\n[... truncated]"
+        return text
+
     def formatted(exc, skip_driver_frame):
+        # Never let reporting an error fail the run: a program that exhausted memory or
+        # recursed ten million frames deep still gets a readable error.
+        try:
+            return format_error(exc, skip_driver_frame)
+        except BaseException:
+            pass
+        # Out of memory, most likely: drop what the program left behind and retry small.
+        exc.__traceback__ = None
+        scope.clear()
+        try:
+            import gc
+
+            gc.collect()
+            text = "%s: %s" % (type(exc).__name__, exc)
+        except BaseException:
+            text = type(exc).__name__
+        return clip(text + "\n(the traceback could not be formatted: the run ran out of memory)\n")
+
+    def format_error(exc, skip_driver_frame):
         import linecache
         import traceback
 
@@ -99,13 +125,16 @@ def _omcp_run():
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code.co_filename != filename:
             tb = tb.tb_next
-        return clip("".join(traceback.format_exception(type(exc), exc, tb)))
-
-    def clip(text):
-        if len(text) > max_result:
-            envelope["truncated"] = True
-            return text[:max_result] + "\n[... truncated]"
-        return text
+        # Walking millions of frames (deep recursion) would take longer than the run:
+        # show the outermost ones and say how deep it went.
+        depth, probe = 0, tb
+        while probe is not None and depth <= MAX_FRAMES:
+            depth, probe = depth + 1, probe.tb_next
+        if depth <= MAX_FRAMES:
+            return clip("".join(traceback.format_exception(type(exc), exc, tb)))
+        lines = traceback.format_exception(type(exc), exc, tb, limit=MAX_FRAMES)
+        lines.insert(-1, "  [... more than %d frames omitted]\n" % MAX_FRAMES)
+        return clip("".join(lines))
 
     envelope = {"result": None, "has_result": False, "repr": None, "error": None,
                 "exit": False, "truncated": False}

@@ -205,7 +205,12 @@ fn assemble(capture: &Capture, ended: Ended, memory_refused: bool, limits: &RunL
                 outcome.error = env.error;
             }
             // The program left without the driver reporting: `os._exit(n)`, or it broke
-            // the driver's own channel (closed stdout, ...).
+            // the driver's own channel (closed stdout, ...), or memory ran out so badly
+            // that even the driver could not report.
+            None if memory_refused => {
+                outcome.stopped = Some(Stop::Memory);
+                outcome.error = Some(stop_message(Stop::Memory, None, limits));
+            }
             None => {
                 outcome.exit_code = Some(status);
                 outcome.stopped = Some(Stop::Exit);

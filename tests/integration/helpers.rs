@@ -69,7 +69,8 @@ impl Server {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(rest.trim().to_string());
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        let _ = tx.send(addr.to_string());
                     }
                 }
                 if std::env::var_os("OMCP_TEST_LOG").is_some() {
@@ -119,6 +120,33 @@ impl Server {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         (status, headers, response.text().await.unwrap())
+    }
+
+    /// Like a client that keeps reading while it writes (as curl does): POST a large body
+    /// over a raw socket, ignoring write errors once the server answered early.
+    pub async fn post_streaming(&self, path: &str, body: Vec<u8>) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        let write = async move {
+            let _ = writer.write_all(head.as_bytes()).await;
+            let _ = writer.write_all(&body).await;
+        };
+        let read = async move {
+            let mut response = Vec::new();
+            let _ = reader.read_to_end(&mut response).await;
+            response
+        };
+        let ((), response) = tokio::join!(write, read);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
     }
 
     /// The server still answers a normal run correctly.

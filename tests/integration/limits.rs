@@ -94,14 +94,17 @@ async fn deep_recursion_is_contained() {
     let out = stopped_by(&server, json!({"code": "def f(n): return f(n + 1)\nf(0)"})).await;
     assert!(out["error"].as_str().unwrap().contains("RecursionError"), "{out}");
 
-    // With the interpreter's own guard raised, the wasm stack limit stops it instead.
-    let out = stopped_by(&server, json!({"code": "import sys\nsys.setrecursionlimit(10**9)\ndef f(n): return f(n + 1)\nf(0)"})).await;
-    let stopped = out["stopped"].as_str().unwrap_or("none");
-    let error = out["error"].as_str().unwrap();
-    assert!(
-        (stopped == "trap" && error.contains("stack")) || error.contains("RecursionError"),
-        "{out}"
-    );
+    // With the interpreter's guard lifted, Python frames (heap-allocated in 3.12) grow until
+    // the memory limit stops them; the error still says what happened, briefly.
+    let out = stopped_by(&server, json!({"code": "import sys\nsys.setrecursionlimit(10**9)\ndef f(n): return f(n + 1)\nf(0)", "memory_mb": 64})).await;
+    assert_eq!(out["stopped"], "memory", "{out}");
+    // CPython's own report varies here (MemoryError, or a SystemError when even the
+    // exception could not be allocated); the traceback is cut to a readable size.
+    assert!(out["error"].as_str().unwrap().contains("frames omitted"), "{out}");
+
+    // Recursion through C (repr of a deeply nested list) hits the C recursion guard.
+    let out = stopped_by(&server, json!({"code": "x = []\nfor _ in range(100000):\n    x = [x]\nrepr(x)"})).await;
+    assert!(out["error"].as_str().unwrap().contains("RecursionError"), "{out}");
 }
 
 #[tokio::test]
