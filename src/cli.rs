@@ -12,7 +12,11 @@ use crate::limits::{self, Limits};
 use crate::sandbox::{SandboxOptions, default_cache_dir};
 
 #[derive(Debug, Parser)]
-#[command(name = "omcp-sandbox", version, about = "Run untrusted Python in a fresh WebAssembly sandbox, over HTTP, MCP or the command line")]
+#[command(
+    name = "omcp-sandbox",
+    version,
+    about = "Run untrusted Python in a fresh WebAssembly sandbox, over HTTP, MCP or the command line"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -49,7 +53,12 @@ pub struct ServeArgs {
     /// Extra host name (or host:port) accepted in Host/Origin headers, besides loopback
     /// names; needed when the server is reached through a published name or port
     /// mapping. Repeatable; `*` accepts any host (disables DNS-rebinding protection).
-    #[arg(long = "allowed-host", value_name = "HOST", env = "OMCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "OMCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
     pub allowed_hosts: Vec<String>,
 
     /// File holding a bearer token; when set, /run and /mcp require
@@ -178,6 +187,10 @@ impl RuntimeArgs {
         } else {
             self.cache_dir.clone().or_else(default_cache_dir)
         };
-        SandboxOptions { python_wasm: self.python_wasm.clone(), cache_dir, limits }
+        SandboxOptions {
+            python_wasm: self.python_wasm.clone(),
+            cache_dir,
+            limits,
+        }
     }
 }

@@ -157,9 +157,19 @@ mod tests {
     fn zero_limits_are_rejected() {
         let limits = Limits::default();
         let err = limits
-            .resolve(&LimitRequest { timeout_ms: Some(0), ..Default::default() })
+            .resolve(&LimitRequest {
+                timeout_ms: Some(0),
+                ..Default::default()
+            })
             .unwrap_err();
         assert_eq!(err.field, "timeout_ms");
-        assert!(limits.resolve(&LimitRequest { fuel: Some(0), ..Default::default() }).is_err());
+        assert!(
+            limits
+                .resolve(&LimitRequest {
+                    fuel: Some(0),
+                    ..Default::default()
+                })
+                .is_err()
+        );
     }
 }

@@ -24,7 +24,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A one-off `run` prints the program's own output; per-run log lines would only be noise.
     let quiet = matches!(cli.command, Command::Run(_) | Command::Prepare(_));
-    init_tracing(cli.log_format, if quiet { "warn" } else { "info" });
+    // rmcp logs every session's full client info at INFO: keep it to warnings by default.
+    init_tracing(
+        cli.log_format,
+        if quiet { "warn" } else { "info,rmcp=warn" },
+    );
     let result = match cli.command {
         Command::Serve(args) => commands::serve::main(args),
         Command::Mcp(args) => commands::mcp::main(args),
@@ -41,7 +45,8 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat, default_level: &str) {
-    let filter = EnvFilter::try_from_env("OMCP_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_env("OMCP_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, ErrorCode, Implementation, ProgressNotificationParam,
+    CallToolResult, ContentBlock, ErrorCode, Implementation, JsonObject, ProgressNotificationParam,
     RequestMetaObject, ServerCapabilities, ServerConfig,
 };
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -74,12 +73,17 @@ pub struct SandboxTools {
 #[tool_router]
 impl SandboxTools {
     pub fn new(sandbox: Arc<Sandbox>) -> Self {
-        SandboxTools { sandbox, tool_router: Self::tool_router() }
+        SandboxTools {
+            sandbox,
+            tool_router: Self::tool_router(),
+        }
     }
 
     #[tool(
         name = "run_python",
         description = TOOL_DESCRIPTION,
+        input_schema = rmcp::handler::server::common::schema_for_input::<RunPythonArgs>()
+            .expect("RunPythonArgs has a valid input schema"),
         output_schema = rmcp::handler::server::common::schema_for_output::<RunResponse>(),
         annotations(
             title = "Run Python (sandboxed)",
@@ -91,20 +95,34 @@ impl SandboxTools {
     )]
     async fn run_python(
         &self,
-        Parameters(args): Parameters<RunPythonArgs>,
+        arguments: JsonObject,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         cancelled: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
-        let asked = LimitRequest { timeout_ms: args.timeout_ms, ..LimitRequest::default() };
-        let job = self.sandbox.job(args.code, args.stdin, &asked).map_err(refusal)?;
+        // Decoded here rather than through `Parameters<T>`, which turns malformed arguments
+        // into an `isError` result: a call that does not match the input schema is a
+        // protocol error (-32602) that the client should see as such.
+        let args: RunPythonArgs = serde_json::from_value(serde_json::Value::Object(arguments))
+            .map_err(|err| {
+                ErrorData::invalid_params(format!("invalid arguments for run_python: {err}"), None)
+            })?;
+        let asked = LimitRequest {
+            timeout_ms: args.timeout_ms,
+            ..LimitRequest::default()
+        };
+        let job = self
+            .sandbox
+            .job(args.code, args.stdin, &asked)
+            .map_err(refusal)?;
         let progress_token = meta.get_progress_token();
         let started = Instant::now();
         let total_secs = job.limits.timeout.as_secs_f64();
 
         let run = self.sandbox.run(&job);
         tokio::pin!(run);
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_AFTER, PROGRESS_AFTER);
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_AFTER, PROGRESS_AFTER);
         let mut reported = false;
         let outcome = loop {
             tokio::select! {
@@ -162,7 +180,11 @@ impl ServerHandler for SandboxTools {
 /// A refusal before running is a JSON-RPC error, typed so a client can tell busy from bad.
 fn refusal(err: RunError) -> ErrorData {
     match err {
-        RunError::Busy { .. } => ErrorData::new(BUSY, err.to_string(), Some(serde_json::json!({"type": "busy"}))),
+        RunError::Busy { .. } => ErrorData::new(
+            BUSY,
+            err.to_string(),
+            Some(serde_json::json!({"type": "busy"})),
+        ),
         RunError::CodeTooLarge { .. } | RunError::StdinTooLarge { .. } | RunError::Limit(_) => {
             ErrorData::invalid_params(err.to_string(), None)
         }
@@ -201,15 +223,23 @@ fn tool_result(outcome: Outcome) -> CallToolResult {
     } else if let Some(repr) = &outcome.result_repr {
         text.push_str(&format!("Result: {repr}"));
     } else if let Some(Stop::Exit) = outcome.stopped {
-        text.push_str(&format!("Exited with status {}", outcome.exit_code.unwrap_or(0)));
+        text.push_str(&format!(
+            "Exited with status {}",
+            outcome.exit_code.unwrap_or(0)
+        ));
     } else if text.is_empty() {
         text.push_str("(no output and no value)");
     }
     if outcome.truncated {
         text.push_str("\n[output truncated at the server's limit]");
     }
-    let structured = serde_json::to_value(RunResponse::from(outcome)).expect("RunResponse serializes");
-    let mut result = if failed { CallToolResult::error(vec![]) } else { CallToolResult::success(vec![]) };
+    let structured =
+        serde_json::to_value(RunResponse::from(outcome)).expect("RunResponse serializes");
+    let mut result = if failed {
+        CallToolResult::error(vec![])
+    } else {
+        CallToolResult::success(vec![])
+    };
     result.content = vec![ContentBlock::text(text)];
     result.structured_content = Some(structured);
     result

@@ -14,5 +14,7 @@ pub const EXIT_TRAP: u8 = 125;
 
 /// A multi-threaded runtime: guests yield at every epoch tick, so a few workers are enough.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

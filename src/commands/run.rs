@@ -32,16 +32,24 @@ fn read_code(args: &RunArgs) -> anyhow::Result<(String, Option<String>)> {
     match (&args.code, &args.file) {
         (Some(code), _) => Ok((code.clone(), args.stdin.clone())),
         (None, Some(path)) if path.as_os_str() == "-" => {
-            anyhow::ensure!(args.stdin.is_none(), "--stdin cannot be used when the code itself comes from stdin");
+            anyhow::ensure!(
+                args.stdin.is_none(),
+                "--stdin cannot be used when the code itself comes from stdin"
+            );
             let mut code = String::new();
-            std::io::stdin().read_to_string(&mut code).context("failed to read code from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut code)
+                .context("failed to read code from stdin")?;
             Ok((code, None))
         }
         (None, Some(path)) => {
-            let code = std::fs::read_to_string(path).with_context(|| format!("failed to read {path:?}"))?;
+            let code = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read {path:?}"))?;
             Ok((code, args.stdin.clone()))
         }
-        (None, None) => anyhow::bail!("nothing to run: pass -c CODE, a FILE, or - to read code from stdin"),
+        (None, None) => {
+            anyhow::bail!("nothing to run: pass -c CODE, a FILE, or - to read code from stdin")
+        }
     }
 }
 
@@ -70,6 +78,9 @@ fn exit_status(outcome: &Outcome) -> u8 {
     match outcome.stopped {
         Some(stop) if stop.is_limit() => EXIT_LIMIT,
         Some(Stop::Trap) => EXIT_TRAP,
-        _ => outcome.exit_code.map(|code| (code & 0xff) as u8).unwrap_or(EXIT_TRAP),
+        _ => outcome
+            .exit_code
+            .map(|code| (code & 0xff) as u8)
+            .unwrap_or(EXIT_TRAP),
     }
 }

@@ -28,8 +28,15 @@ impl Guard {
     /// `extra_hosts` add to the loopback names; `token` turns on bearer authentication.
     pub fn new(extra_hosts: &[String], token: Option<&str>) -> Guard {
         let mut allowed_hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
-        allowed_hosts.extend(extra_hosts.iter().map(|h| h.trim().trim_matches(['[', ']']).to_ascii_lowercase()));
-        Guard { allowed_hosts, token_digest: token.map(|t| Sha256::digest(t.as_bytes()).into()) }
+        allowed_hosts.extend(
+            extra_hosts
+                .iter()
+                .map(|h| h.trim().trim_matches(['[', ']']).to_ascii_lowercase()),
+        );
+        Guard {
+            allowed_hosts,
+            token_digest: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+        }
     }
 
     pub fn requires_token(&self) -> bool {
@@ -42,7 +49,9 @@ impl Guard {
         }
         let authority = authority.to_ascii_lowercase();
         let host = split_host(&authority);
-        self.allowed_hosts.iter().any(|allowed| allowed == host || *allowed == authority)
+        self.allowed_hosts
+            .iter()
+            .any(|allowed| allowed == host || *allowed == authority)
     }
 
     fn check(&self, headers: &HeaderMap, uri_host: Option<&str>) -> Result<(), Refusal> {
@@ -57,10 +66,14 @@ impl Guard {
         if let Some(origin) = headers.get(header::ORIGIN) {
             // Browsers send Origin on cross-site requests; a page served from another name
             // must not drive the sandbox even if its name resolves to us.
-            let origin = origin.to_str().map_err(|_| Refusal::Forbidden("malformed Origin header"))?;
+            let origin = origin
+                .to_str()
+                .map_err(|_| Refusal::Forbidden("malformed Origin header"))?;
             let authority = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
             if origin == "null" || authority.is_empty() || !self.host_allowed(authority) {
-                return Err(Refusal::Forbidden("Origin not allowed (see --allowed-host)"));
+                return Err(Refusal::Forbidden(
+                    "Origin not allowed (see --allowed-host)",
+                ));
             }
         }
         if let Some(expected) = &self.token_digest {
@@ -100,16 +113,23 @@ impl IntoResponse for Refusal {
             Refusal::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             Refusal::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
         };
-        let mut response = (status, axum::Json(json!({"error": message, "type": kind}))).into_response();
+        let mut response =
+            (status, axum::Json(json!({"error": message, "type": kind}))).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
 }
 
 /// Middleware: refuse requests from unexpected hosts/origins or without the token.
-pub async fn enforce(State(guard): State<std::sync::Arc<Guard>>, request: Request, next: Next) -> Response {
+pub async fn enforce(
+    State(guard): State<std::sync::Arc<Guard>>,
+    request: Request,
+    next: Next,
+) -> Response {
     match guard.check(request.headers(), request.uri().host()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => refusal.into_response(),
@@ -131,21 +151,59 @@ mod tests {
     #[test]
     fn loopback_hosts_pass_and_others_do_not() {
         let guard = Guard::new(&[], None);
-        assert!(guard.check(&headers(&[("host", "127.0.0.1:8000")]), None).is_ok());
-        assert!(guard.check(&headers(&[("host", "localhost")]), None).is_ok());
+        assert!(
+            guard
+                .check(&headers(&[("host", "127.0.0.1:8000")]), None)
+                .is_ok()
+        );
+        assert!(
+            guard
+                .check(&headers(&[("host", "localhost")]), None)
+                .is_ok()
+        );
         assert!(guard.check(&headers(&[("host", "[::1]:80")]), None).is_ok());
-        assert!(guard.check(&headers(&[("host", "evil.example")]), None).is_err());
-        assert!(guard.check(&headers(&[("host", "localhost:1"), ("origin", "http://evil.example")]), None).is_err());
-        assert!(guard.check(&headers(&[("host", "localhost:1"), ("origin", "http://localhost:3000")]), None).is_ok());
+        assert!(
+            guard
+                .check(&headers(&[("host", "evil.example")]), None)
+                .is_err()
+        );
+        assert!(
+            guard
+                .check(
+                    &headers(&[("host", "localhost:1"), ("origin", "http://evil.example")]),
+                    None
+                )
+                .is_err()
+        );
+        assert!(
+            guard
+                .check(
+                    &headers(&[("host", "localhost:1"), ("origin", "http://localhost:3000")]),
+                    None
+                )
+                .is_ok()
+        );
     }
 
     #[test]
     fn extra_hosts_and_tokens() {
         let guard = Guard::new(&["sandbox.internal".into()], Some("s3cret"));
-        let ok = headers(&[("host", "sandbox.internal:8000"), ("authorization", "Bearer s3cret")]);
+        let ok = headers(&[
+            ("host", "sandbox.internal:8000"),
+            ("authorization", "Bearer s3cret"),
+        ]);
         assert!(guard.check(&ok, None).is_ok());
-        let wrong = headers(&[("host", "sandbox.internal"), ("authorization", "Bearer nope")]);
-        assert!(matches!(guard.check(&wrong, None), Err(Refusal::Unauthorized(_))));
-        assert!(matches!(guard.check(&headers(&[("host", "localhost")]), None), Err(Refusal::Unauthorized(_))));
+        let wrong = headers(&[
+            ("host", "sandbox.internal"),
+            ("authorization", "Bearer nope"),
+        ]);
+        assert!(matches!(
+            guard.check(&wrong, None),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert!(matches!(
+            guard.check(&headers(&[("host", "localhost")]), None),
+            Err(Refusal::Unauthorized(_))
+        ));
     }
 }

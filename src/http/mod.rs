@@ -90,7 +90,9 @@ impl ApiError {
         match err.classify() {
             // Well-formed JSON of the wrong shape: missing or ill-typed `code`, unknown field.
             Category::Data => ApiError::InvalidRequest(err.to_string()),
-            Category::Syntax | Category::Eof | Category::Io => ApiError::InvalidJson(err.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::InvalidJson(err.to_string())
+            }
         }
     }
 
@@ -126,11 +128,15 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         match self {
             ApiError::Busy(_) => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::MethodNotAllowed => {
                 // Every route here takes exactly one method; say which, as RFC 9110 asks.
-                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
             }
             _ => {}
         }
@@ -161,7 +167,10 @@ pub fn app(state: AppState) -> Router {
     let guarded = Router::new()
         .route("/run", post(run))
         .nest_service("/mcp", mcp)
-        .route_layer(axum::middleware::from_fn_with_state(state.guard.clone(), guard::enforce));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::enforce,
+        ));
     Router::new()
         .merge(guarded)
         .route("/healthz", get(healthz))

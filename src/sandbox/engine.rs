@@ -86,7 +86,11 @@ pub fn load_python_wasm(path: &Path) -> Result<PythonWasm> {
              run ./fetch-python.sh to replace it"
         );
     }
-    Ok(PythonWasm { path: path.to_path_buf(), bytes, sha256 })
+    Ok(PythonWasm {
+        path: path.to_path_buf(),
+        bytes,
+        sha256,
+    })
 }
 
 /// The one engine configuration. Fuel and epochs both change generated code, so they are
@@ -150,10 +154,16 @@ pub fn load_module(
 
 fn compile(engine: &Engine, wasm: &PythonWasm) -> Result<Module> {
     let started = Instant::now();
-    tracing::info!("compiling {:?} (happens once per wasmtime version and settings)", wasm.path);
+    tracing::info!(
+        "compiling {:?} (happens once per wasmtime version and settings)",
+        wasm.path
+    );
     let module = Module::from_binary(engine, &wasm.bytes)
         .with_context(|| format!("failed to compile {:?}", wasm.path))?;
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "compiled python.wasm");
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "compiled python.wasm"
+    );
     Ok(module)
 }
 

@@ -78,12 +78,17 @@ impl Capture {
     }
 
     pub fn stream(&self, channel: Channel) -> GuestOutput {
-        GuestOutput { capture: self.clone(), channel }
+        GuestOutput {
+            capture: self.clone(),
+            channel,
+        }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Captured> {
         // A poisoned lock only means a panic elsewhere mid-write; the bytes are still ours.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -190,7 +195,8 @@ mod tests {
     fn only_the_exact_marker_opens_the_envelope() {
         let capture = Capture::new(b"MARK".to_vec(), 100, 100);
         let mut out = capture.stream(Channel::Stdout);
-        out.write(Bytes::from_static(b"MARK{\"result\": 1}")).unwrap();
+        out.write(Bytes::from_static(b"MARK{\"result\": 1}"))
+            .unwrap();
         assert!(capture.lock().envelope.is_none());
         out.write(Bytes::from_static(b"MARK")).unwrap();
         out.write(Bytes::from_static(b"{}")).unwrap();

@@ -116,23 +116,40 @@ impl Sandbox {
     }
 
     /// Check a request against the limits and turn it into a job.
-    pub fn job(&self, code: String, stdin: Option<String>, asked: &LimitRequest) -> Result<Job, RunError> {
+    pub fn job(
+        &self,
+        code: String,
+        stdin: Option<String>,
+        asked: &LimitRequest,
+    ) -> Result<Job, RunError> {
         if code.len() > self.limits.max_code_bytes {
-            return Err(RunError::CodeTooLarge { len: code.len(), max: self.limits.max_code_bytes });
+            return Err(RunError::CodeTooLarge {
+                len: code.len(),
+                max: self.limits.max_code_bytes,
+            });
         }
         let stdin = stdin.map(String::into_bytes).unwrap_or_default();
         if stdin.len() > self.limits.max_stdin_bytes {
-            return Err(RunError::StdinTooLarge { len: stdin.len(), max: self.limits.max_stdin_bytes });
+            return Err(RunError::StdinTooLarge {
+                len: stdin.len(),
+                max: self.limits.max_stdin_bytes,
+            });
         }
         let limits = self.limits.resolve(asked)?;
-        Ok(Job { code, stdin, limits })
+        Ok(Job {
+            code,
+            stdin,
+            limits,
+        })
     }
 
     /// Run a job in a pristine interpreter, waiting for a slot if all are busy (up to the
     /// queue bound). Dropping the returned future cancels the run and frees its slot.
     pub async fn run(&self, job: &Job) -> Result<Outcome, RunError> {
         let _slot = self.admit(job.limits.timeout).await?;
-        let outcome = run::run(&self.pre, job).await.map_err(|e| RunError::Internal(into_anyhow(e)))?;
+        let outcome = run::run(&self.pre, job)
+            .await
+            .map_err(|e| RunError::Internal(into_anyhow(e)))?;
         tracing::info!(
             duration_ms = outcome.duration.as_secs_f64() * 1e3,
             fuel_used = outcome.fuel_used,

@@ -39,7 +39,10 @@ impl Stop {
 
     /// A limit stopped the run (as opposed to the program ending itself or crashing).
     pub fn is_limit(self) -> bool {
-        matches!(self, Stop::Timeout | Stop::Fuel | Stop::Memory | Stop::Output)
+        matches!(
+            self,
+            Stop::Timeout | Stop::Fuel | Stop::Memory | Stop::Output
+        )
     }
 }
 

@@ -48,7 +48,12 @@ struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
         if desired > self.max_bytes {
             self.refused = true;
             return Ok(false);
@@ -56,7 +61,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
         // CPython grows its function table only at start-up; this bound just keeps a
         // hostile module path from reserving host memory through tables.
         Ok(desired <= 1 << 20)
@@ -104,7 +114,13 @@ pub async fn run(pre: &InstancePre<GuestState>, job: &Job) -> Result<Outcome> {
         .stderr(capture.stream(Channel::Stderr))
         .build_p1();
     let max_bytes = usize::try_from(limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-    let state = GuestState { wasi, limiter: MemoryLimiter { max_bytes, refused: false } };
+    let state = GuestState {
+        wasi,
+        limiter: MemoryLimiter {
+            max_bytes,
+            refused: false,
+        },
+    };
     let mut store = Store::new(pre.module().engine(), state);
     store.limiter(|state| &mut state.limiter);
     store.set_fuel(limits.fuel)?;
@@ -244,6 +260,9 @@ fn stop_message(stop: Stop, detail: Option<String>, limits: &RunLimits) -> Strin
             limits.max_output_bytes
         ),
         Stop::Trap => format!("trap: {}", detail.unwrap_or_else(|| "unknown".into())),
-        Stop::Exit => format!("exit: {}", detail.unwrap_or_else(|| "the program exited".into())),
+        Stop::Exit => format!(
+            "exit: {}",
+            detail.unwrap_or_else(|| "the program exited".into())
+        ),
     }
 }

@@ -15,7 +15,12 @@ fn run_cli(args: &[&str], stdin: &str) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -38,7 +43,11 @@ fn run_reads_code_from_stdin_and_files() {
     assert_eq!(stdout, "42\n");
 
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_file.py");
-    std::fs::write(&path, "import sys\nprint(sys.stdin.read().upper(), end='')\n").unwrap();
+    std::fs::write(
+        &path,
+        "import sys\nprint(sys.stdin.read().upper(), end='')\n",
+    )
+    .unwrap();
     let (code, stdout, _) = run_cli(&["run", path.to_str().unwrap(), "--stdin", "shout"], "");
     assert_eq!(code, 0);
     assert_eq!(stdout, "SHOUT");
@@ -53,7 +62,10 @@ fn run_exit_codes() {
     let (code, _, _) = run_cli(&["run", "-c", "import sys; sys.exit(3)"], "");
     assert_eq!(code, 3);
 
-    let (code, _, stderr) = run_cli(&["run", "--timeout-ms", "300", "-c", "while True: pass"], "");
+    let (code, _, stderr) = run_cli(
+        &["run", "--timeout-ms", "300", "-c", "while True: pass"],
+        "",
+    );
     assert_eq!(code, 124, "{stderr}");
     assert!(stderr.contains("timeout"), "{stderr}");
 
@@ -73,13 +85,25 @@ fn run_json_matches_the_http_contract() {
 
 #[test]
 fn missing_runtime_names_the_fetch_command() {
-    let (code, _, stderr) = run_cli(&["run", "--python-wasm", "/nonexistent/python.wasm", "-c", "1"], "");
+    let (code, _, stderr) = run_cli(
+        &[
+            "run",
+            "--python-wasm",
+            "/nonexistent/python.wasm",
+            "-c",
+            "1",
+        ],
+        "",
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("fetch-python.sh"), "{stderr}");
 
     let bogus = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm not really").unwrap();
-    let (code, _, stderr) = run_cli(&["run", "--python-wasm", bogus.to_str().unwrap(), "-c", "1"], "");
+    let (code, _, stderr) = run_cli(
+        &["run", "--python-wasm", bogus.to_str().unwrap(), "-c", "1"],
+        "",
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("expected 26267204"), "{stderr}");
 }

@@ -28,7 +28,10 @@ pub fn prepare() {
             .stdout(Stdio::null())
             .status()
             .expect("failed to run omcp-sandbox prepare");
-        assert!(status.success(), "omcp-sandbox prepare failed (is wasm/python-3.12.0.wasm fetched?)");
+        assert!(
+            status.success(),
+            "omcp-sandbox prepare failed (is wasm/python-3.12.0.wasm fetched?)"
+        );
     });
 }
 
@@ -36,7 +39,8 @@ pub fn prepare() {
 pub fn command() -> Command {
     prepare();
     let mut cmd = Command::new(bin());
-    cmd.env("OMCP_CACHE_DIR", cache_dir()).env_remove("OMCP_LISTEN");
+    cmd.env("OMCP_CACHE_DIR", cache_dir())
+        .env_remove("OMCP_LISTEN");
     cmd
 }
 
@@ -67,11 +71,11 @@ impl Server {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    if let Some(tx) = tx.take() {
-                        let addr = rest.split_whitespace().next().unwrap_or_default();
-                        let _ = tx.send(addr.to_string());
-                    }
+                if let Some(rest) = line.split("listening on http://").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_string());
                 }
                 if std::env::var_os("OMCP_TEST_LOG").is_some() {
                     eprintln!("[server] {line}");
@@ -83,7 +87,11 @@ impl Server {
             .expect("server did not report its address")
             .parse()
             .expect("bad address in log");
-        Server { child, addr, client: reqwest::Client::new() }
+        Server {
+            child,
+            addr,
+            client: reqwest::Client::new(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -92,10 +100,17 @@ impl Server {
 
     /// POST a JSON value to /run; returns status and parsed JSON body.
     pub async fn run_json(&self, body: Value) -> (u16, Value) {
-        let response = self.client.post(self.url("/run")).json(&body).send().await.expect("request failed");
+        let response = self
+            .client
+            .post(self.url("/run"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request failed");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON body {text:?}: {e}"));
+        let value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON body {text:?}: {e}"));
         (status, value)
     }
 
@@ -111,8 +126,17 @@ impl Server {
     }
 
     /// Send raw bytes to a path with a method; returns status, headers and body text.
-    pub async fn raw(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, reqwest::header::HeaderMap, String) {
-        let mut request = self.client.request(method.parse().unwrap(), self.url(path)).body(body);
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut request = self
+            .client
+            .request(method.parse().unwrap(), self.url(path))
+            .body(body);
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
@@ -144,8 +168,15 @@ impl Server {
         };
         let ((), response) = tokio::join!(write, read);
         let text = String::from_utf8_lossy(&response).into_owned();
-        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -163,4 +194,37 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The repository root (tests run with it as the working directory).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where tests/prepare.sh installs the real MCP clients; fails with the fix if missing.
+pub fn clients_env() -> PathBuf {
+    let env = repo().join(".cache/clients/env.sh");
+    assert!(
+        env.is_file(),
+        "{env:?} missing: run tests/prepare.sh (installs the MCP test clients locally)"
+    );
+    env
+}
+
+/// Run a shell command with the client environment sourced; returns exit code and output.
+pub fn with_clients(script: &str) -> (i32, String, String) {
+    let env = clients_env();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {env:?} && {script}"))
+        .current_dir(repo())
+        .env("OMCP_CACHE_DIR", cache_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("failed to run bash");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -7,15 +7,80 @@ use crate::helpers::Server;
 #[tokio::test]
 async fn bad_requests_get_typed_json_errors() {
     let server = Server::start_with(&["--max-code-bytes", "1000"]);
-    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, u16, &str)> = vec![
-        ("POST", "/run", Some("application/json"), b"{not json".to_vec(), 400, "invalid_json"),
-        ("POST", "/run", Some("application/json"), b"".to_vec(), 400, "invalid_json"),
-        ("POST", "/run", Some("application/json"), b"{}".to_vec(), 422, "invalid_request"),
-        ("POST", "/run", Some("application/json"), br#"{"code": 5}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/run", Some("application/json"), br#"{"code": "1", "timeout": 5}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/run", Some("application/json"), br#"{"code": "1", "fuel": -1}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/run", Some("application/json"), br#"[1, 2]"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/run", Some("application/json"), format!(r#"{{"code": "{}"}}"#, "x".repeat(2000)).into_bytes(), 413, "too_large"),
+    // method, path, content type, body, expected status, expected error type
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/run",
+            Some("application/json"),
+            b"{not json".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/run",
+            Some("application/json"),
+            b"".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/run",
+            Some("application/json"),
+            b"{}".to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/run",
+            Some("application/json"),
+            br#"{"code": 5}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/run",
+            Some("application/json"),
+            br#"{"code": "1", "timeout": 5}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/run",
+            Some("application/json"),
+            br#"{"code": "1", "fuel": -1}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/run",
+            Some("application/json"),
+            br#"[1, 2]"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/run",
+            Some("application/json"),
+            format!(r#"{{"code": "{}"}}"#, "x".repeat(2000)).into_bytes(),
+            413,
+            "too_large",
+        ),
         ("GET", "/run", None, vec![], 405, "method_not_allowed"),
         ("POST", "/healthz", None, vec![], 405, "method_not_allowed"),
         ("GET", "/nope", None, vec![], 404, "not_found"),
@@ -23,7 +88,8 @@ async fn bad_requests_get_typed_json_errors() {
     for (method, path, content_type, body, status, kind) in cases {
         let (got, _headers, text) = server.raw(method, path, content_type, body).await;
         assert_eq!(got, status, "{method} {path}: {text}");
-        let value: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON error body: {text:?}"));
+        let value: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON error body: {text:?}"));
         assert_eq!(value["type"], kind, "{method} {path}: {text}");
         assert!(value["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
@@ -39,7 +105,14 @@ async fn bad_requests_get_typed_json_errors() {
 async fn json_body_without_content_type_is_accepted() {
     // `curl -d '{"code": ...}'` sends a form content type; the body is still JSON.
     let server = Server::start();
-    let (status, _, text) = server.raw("POST", "/run", Some("application/x-www-form-urlencoded"), br#"{"code": "6*7"}"#.to_vec()).await;
+    let (status, _, text) = server
+        .raw(
+            "POST",
+            "/run",
+            Some("application/x-www-form-urlencoded"),
+            br#"{"code": "6*7"}"#.to_vec(),
+        )
+        .await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["result"], 42);
 }
@@ -47,12 +120,20 @@ async fn json_body_without_content_type_is_accepted() {
 #[tokio::test]
 async fn healthz_reports_the_runtime() {
     let server = Server::start();
-    let response = server.client.get(server.url("/healthz")).send().await.unwrap();
+    let response = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let value: Value = response.json().await.unwrap();
     assert_eq!(value["status"], "ok");
     assert_eq!(value["runtime"]["python"], "3.12.0");
-    assert_eq!(value["runtime"]["sha256"], "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763");
+    assert_eq!(
+        value["runtime"]["sha256"],
+        "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
+    );
 }
 
 #[tokio::test]
@@ -60,7 +141,14 @@ async fn fifty_simultaneous_requests_all_answer() {
     let server = Server::start();
     let calls = (0..50).map(|i| {
         let server = &server;
-        async move { (i, server.run_json(json!({"code": format!("print({i})\n{i} * 2")})).await) }
+        async move {
+            (
+                i,
+                server
+                    .run_json(json!({"code": format!("print({i})\n{i} * 2")}))
+                    .await,
+            )
+        }
     });
     for (i, (status, out)) in futures::future::join_all(calls).await {
         assert_eq!(status, 200, "{out}");
@@ -75,7 +163,10 @@ async fn beyond_the_queue_callers_get_busy() {
     let slow = json!({"code": "import time\ntime.sleep(2)\n'done'", "timeout_ms": 5000});
     let calls = (0..6).map(|_| server.run_json(slow.clone()));
     let results = futures::future::join_all(calls).await;
-    let done = results.iter().filter(|(s, v)| *s == 200 && v["result"] == "done").count();
+    let done = results
+        .iter()
+        .filter(|(s, v)| *s == 200 && v["result"] == "done")
+        .count();
     let busy: Vec<_> = results.iter().filter(|(s, _)| *s == 503).collect();
     assert!(done >= 1, "{results:?}");
     assert!(!busy.is_empty(), "{results:?}");
@@ -92,7 +183,14 @@ async fn busy_answers_carry_retry_after() {
     let slow = server.run_json(json!({"code": "import time\ntime.sleep(1.5)"}));
     let probe = async {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        server.raw("POST", "/run", Some("application/json"), br#"{"code": "1"}"#.to_vec()).await
+        server
+            .raw(
+                "POST",
+                "/run",
+                Some("application/json"),
+                br#"{"code": "1"}"#.to_vec(),
+            )
+            .await
     };
     let ((status, _), (probe_status, headers, _)) = tokio::join!(slow, probe);
     assert_eq!(status, 200);

@@ -19,9 +19,18 @@ async fn no_host_files() {
         "open('/proc/self/environ').read()",
     ] {
         let out = server.run(code).await;
-        let error = out["error"].as_str().unwrap_or_else(|| panic!("{code:?} succeeded: {out}"));
+        let error = out["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{code:?} succeeded: {out}"));
         assert!(
-            ["FileNotFoundError", "PermissionError", "OSError", "NotCapable"].iter().any(|e| error.contains(e)),
+            [
+                "FileNotFoundError",
+                "PermissionError",
+                "OSError",
+                "NotCapable"
+            ]
+            .iter()
+            .any(|e| error.contains(e)),
             "{code:?}: {error}"
         );
     }
@@ -31,7 +40,9 @@ async fn no_host_files() {
 #[tokio::test]
 async fn empty_environment_and_fixed_argv() {
     let server = Server::start();
-    let out = server.run("import os, sys\n[dict(os.environ), sys.argv]").await;
+    let out = server
+        .run("import os, sys\n[dict(os.environ), sys.argv]")
+        .await;
     assert_eq!(out["result"], json!([{}, [""]]));
 }
 

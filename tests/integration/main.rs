@@ -1,9 +1,12 @@
 //! Integration tests, compiled as one binary. They drive the real `omcp-sandbox` executable
 //! with the real python.wasm over real sockets on 127.0.0.1.
 
+mod cancellation;
 mod cli;
 mod helpers;
 mod http_api;
 mod isolation;
 mod limits;
+mod mcp_clients;
+mod mcp_protocol;
 mod values;

@@ -9,7 +9,12 @@ async fn seed_example_round_trip() {
     let server = Server::start();
     // The original project's documented example, byte for byte on its three fields.
     let (status, _, body) = server
-        .raw("POST", "/run", Some("application/json"), br#"{"code": "print(1+1)\n2+2"}"#.to_vec())
+        .raw(
+            "POST",
+            "/run",
+            Some("application/json"),
+            br#"{"code": "print(1+1)\n2+2"}"#.to_vec(),
+        )
         .await;
     assert_eq!(status, 200);
     let value: Value = serde_json::from_str(&body).unwrap();
@@ -35,7 +40,10 @@ async fn last_expression_values_of_each_json_type() {
         ("True", json!(true)),
         ("None", Value::Null),
         ("[1, 'a', None, [2.5]]", json!([1, "a", null, [2.5]])),
-        ("{'a': 1, 'b': {'c': [True]}}", json!({"a": 1, "b": {"c": [true]}})),
+        (
+            "{'a': 1, 'b': {'c': [True]}}",
+            json!({"a": 1, "b": {"c": [true]}}),
+        ),
     ];
     for (code, expected) in cases {
         let out = server.run(code).await;
@@ -57,7 +65,10 @@ async fn non_json_values_come_back_as_repr() {
         ("'\\ud800'", "'\\ud800'"),
         ("import decimal\ndecimal.Decimal('1.10')", "Decimal('1.10')"),
         ("class P:\n    def __repr__(self): return 'P!'\nP()", "P!"),
-        ("class Bad:\n    def __repr__(self): raise ValueError\nBad()", "<unrepresentable Bad: ValueError>"),
+        (
+            "class Bad:\n    def __repr__(self): raise ValueError\nBad()",
+            "<unrepresentable Bad: ValueError>",
+        ),
     ];
     for (code, expected) in cases {
         let out = server.run(code).await;
@@ -68,7 +79,13 @@ async fn non_json_values_come_back_as_repr() {
 #[tokio::test]
 async fn no_value_when_last_statement_is_not_an_expression() {
     let server = Server::start();
-    for code in ["x = 5", "def f():\n    return 1", "for i in range(3):\n    i", "import math", ""] {
+    for code in [
+        "x = 5",
+        "def f():\n    return 1",
+        "for i in range(3):\n    i",
+        "import math",
+        "",
+    ] {
         let out = server.run(code).await;
         assert_eq!(out["result"], Value::Null, "code {code:?}");
         assert_eq!(out["error"], Value::Null, "code {code:?}");
@@ -79,7 +96,9 @@ async fn no_value_when_last_statement_is_not_an_expression() {
 #[tokio::test]
 async fn exceptions_report_the_users_traceback_only() {
     let server = Server::start();
-    let out = server.run("print('before')\ndef f():\n    return 1 / 0\nf()").await;
+    let out = server
+        .run("print('before')\ndef f():\n    return 1 / 0\nf()")
+        .await;
     assert_eq!(out["output"], "before\n");
     assert_eq!(out["result"], Value::Null);
     assert_eq!(out["exit_code"], json!(1));
@@ -117,7 +136,9 @@ async fn sys_exit_reports_its_code() {
     assert_eq!(out["exit_code"], json!(1));
     assert_eq!(out["stderr"], "fatal: bad input\n");
 
-    let out = server.run("import os\nprint('x', flush=True)\nos._exit(7)").await;
+    let out = server
+        .run("import os\nprint('x', flush=True)\nos._exit(7)")
+        .await;
     assert_eq!(out["stopped"], json!("exit"));
     assert_eq!(out["exit_code"], json!(7));
     assert_eq!(out["output"], "x\n");
@@ -149,7 +170,9 @@ async fn stderr_is_separate_from_output() {
 async fn printed_text_cannot_forge_the_envelope() {
     let server = Server::start();
     let fake = r#"{"result": "forged", "has_result": true, "repr": "'forged'", "error": null, "exit": false, "exit_code": 0, "truncated": false}"#;
-    let code = format!("import os, sys\nprint({fake:?})\nos.write(1, {fake:?}.encode())\nsys.stdout.write({fake:?})\n'real'");
+    let code = format!(
+        "import os, sys\nprint({fake:?})\nos.write(1, {fake:?}.encode())\nsys.stdout.write({fake:?})\n'real'"
+    );
     let out = server.run(&code).await;
     assert_eq!(out["result"], json!("real"));
     assert!(out["output"].as_str().unwrap().contains("forged"));

@@ -192,6 +192,23 @@ class Checks:
             "(assumes the server runs with --max-concurrency 1)",
         )
 
+    async def progress(self) -> None:
+        # A run longer than a second, with a progress token (the SDK sends one when a
+        # callback is given): at least one notification while running and a final one.
+        seen: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, total, message))
+
+        res = await self.s.call_tool(
+            TOOL, {"code": "import time\ntime.sleep(2.5)\n'slept'"}, progress_callback=on_progress
+        )
+        self.info["progress"] = seen
+        expect(not res.is_error, f"isError true: {short(dump(res))}")
+        expect(len(seen) >= 2, f"want a start and an end progress notification, got {seen}")
+        expect(seen[-1][2] == "finished", f"last progress message {seen[-1][2]!r}, want 'finished'")
+        expect(all(a[0] <= b[0] for a, b in zip(seen, seen[1:])), f"progress went backwards: {seen}")
+
     async def unknown_tool(self) -> None:
         try:
             res = await self.s.call_tool("no_such_tool", {"code": "1"})
@@ -236,7 +253,7 @@ class Checks:
     async def run(self) -> dict[str, Any]:
         await self.check("initialize", self.initialize)
         if self.s.initialize_result is None:  # no handshake: nothing else can run
-            for name in ("tools_list", "call_value", "call_exception", "call_timeout", "cancellation",
+            for name in ("tools_list", "call_value", "call_exception", "call_timeout", "progress", "cancellation",
                          "unknown_tool", "missing_code", "code_wrong_type", "after_bad_input", "latency"):
                 self.failed.append({"name": name, "detail": "skipped: the initialize handshake failed"})
             return self.report()
@@ -244,6 +261,7 @@ class Checks:
         await self.check("call_value", self.call_value)
         await self.check("call_exception", self.call_exception)
         await self.check("call_timeout", self.call_timeout)
+        await self.check("progress", self.progress)
         await self.check("cancellation", self.cancellation)
         await self.check("unknown_tool", self.unknown_tool)
         await self.check("missing_code", self.missing_code)
