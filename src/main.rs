@@ -4,21 +4,14 @@
 //! `main` only parses arguments, sets up logging (always stderr: in MCP stdio mode stdout
 //! belongs to the protocol) and dispatches to one module per command.
 
-mod api;
-mod cli;
-mod commands;
-mod http;
-mod limits;
-mod mcp;
-mod sandbox;
-
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use cli::{Cli, Command, LogFormat};
+use omcp_sandbox::cli::{Cli, Command, LogFormat};
+use omcp_sandbox::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
