@@ -197,3 +197,31 @@ async fn busy_answers_carry_retry_after() {
     assert_eq!(probe_status, 503);
     assert_eq!(headers.get("retry-after").unwrap(), "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_runs_finish_then_exits() {
+    let mut server = Server::start();
+    let in_flight = server.run_json(json!({"code": "import time\ntime.sleep(1.5)\n'finished'"}));
+    let terminate = async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let ((status, body), ()) = tokio::join!(in_flight, terminate);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "finished");
+    let exit = tokio::task::block_in_place(|| server.child.wait()).unwrap();
+    assert!(exit.success(), "server exited with {exit:?}");
+    // The listener is gone: new clients are refused rather than left hanging.
+    assert!(
+        server
+            .client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+}
