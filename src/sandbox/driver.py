@@ -11,16 +11,22 @@
 #   exit   = os._exit(0) once the envelope is out: skips interpreter finalisation (~5 ms).
 #            The envelope carries the cell's own exit status (WASI cannot exit >= 126).
 #
-# Start-up cost matters (every run is a fresh interpreter): the driver imports only
-# built-in C modules on the normal path. `json`, `ast` and `traceback` are pure-Python
-# packages that together cost more than the interpreter's own start-up; `traceback` is
-# imported only when there is an error to format.
-import sys
+# Two ways in (src/sandbox/snapshot.rs):
+#   cold      `python -c DRIVER`: runs one cell at once.
+#   snapshot  `python -c DRIVER snapshot`: warms the interpreter, reports where `_omcp_run`
+#             lives and exits without finalising; the host snapshots that live interpreter
+#             and later calls `_omcp_run` directly in a fresh copy of it for every run.
+#
+# Start-up cost matters on the cold path: the driver imports only built-in C modules there.
+# `json`, `ast` and `traceback` are pure-Python packages that together cost more than the
+# interpreter's own start-up; `traceback` is imported only when there is an error to format.
+# The driver leaves no names behind in __main__ (it imports inside its functions).
 
 
 def _omcp_run():
     import _ast
     import os
+    import sys
     from _json import encode_basestring as quote
 
     stdin = sys.stdin.buffer
@@ -39,7 +45,12 @@ def _omcp_run():
     main = sys.modules["__main__"]
     scope = main.__dict__
     scope.pop("_omcp_run", None)
+    scope.pop("_omcp_prepare", None)
     sys.argv = [""]
+    # A snapshot froze the PRNG state seeded when `random` was imported: reseed it from
+    # the OS so two runs never share a random sequence.
+    if "random" in sys.modules:
+        sys.modules["random"].seed()
 
     def is_json(value, depth=0):
         # Exact types only: a tuple or an int subclass (e.g. a bool-like enum) is shown
@@ -205,4 +216,43 @@ def _omcp_run():
     os._exit(0)
 
 
-_omcp_run()
+def _omcp_prepare():
+    import os
+    import sys
+
+    # Import what the run path and common programs use, and compile once (the first
+    # compile() call is expensive), so every run starts with them warm.
+    import _ast
+    import _json
+    import collections
+    import datetime
+    import decimal
+    import fractions
+    import functools
+    import itertools
+    import json
+    import linecache
+    import math
+    import random
+    import re
+    import statistics
+    import string
+    import textwrap
+    import traceback
+    import typing
+
+    compile("x = [i * 2 for i in range(3)]\nx", "<warm>", "exec", _ast.PyCF_ONLY_AST)
+    exec(compile("x = [i * 2 for i in range(3)]", "<warm>", "exec"), {})
+    traceback.format_exception(ValueError, ValueError("warm"), None)
+    # id() is the object's address in linear memory: the host calls the function through
+    # its type's tp_call slot, PyVectorcall_Call(callable, args, kwargs).
+    entry = sys.modules["__main__"].__dict__["_omcp_run"]
+    report = "omcp-snapshot %d %d %d\n" % (id(entry), id(type(entry)), id(()))
+    os.write(1, report.encode())
+    os._exit(0)
+
+
+if __import__("sys").argv[1:] == ["snapshot"]:
+    _omcp_prepare()
+else:
+    _omcp_run()

@@ -13,7 +13,12 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::error::Context;
-use wasmtime::{Config, Engine, Module, Result, bail};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Result,
+    bail,
+};
+
+use crate::limits::Limits;
 
 /// The file name fetch-python.sh writes, under `wasm/`.
 pub const PYTHON_WASM_FILE: &str = "python-3.12.0.wasm";
@@ -27,6 +32,9 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 /// How often the epoch advances. Each tick is a point where a running guest yields to the
 /// async runtime, so it bounds how long one guest can hold a worker thread.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Bytes of each pooled memory (and table) kept resident between runs.
+const KEEP_RESIDENT: usize = 512 << 20;
 
 /// Where the pinned runtime lives and what it is.
 #[derive(Debug, Clone)]
@@ -95,8 +103,32 @@ pub fn load_python_wasm(path: &Path) -> Result<PythonWasm> {
 
 /// The one engine configuration. Fuel and epochs both change generated code, so they are
 /// part of the compiled-module cache key (via `precompile_compatibility_hash`).
-pub fn new_engine() -> Result<Engine> {
+pub fn new_engine(limits: &Limits) -> Result<Engine> {
     let mut config = Config::new();
+    // Instances come from a pool of pre-reserved slots whose memories are reset to the
+    // module's copy-on-write image after each run, instead of being mapped and populated
+    // anew: this is most of what makes a fresh interpreter cheap. The semaphore admits at
+    // most `max_concurrency` runs; the extra slots cover the start-up self-test and a store
+    // still being dropped while the next run starts.
+    let slots = u32::try_from(limits.max_concurrency + 2).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_stacks(slots)
+        // The memory limit is enforced (and reported) by the store limiter; the pool only
+        // needs room for the largest memory a run may have.
+        .max_memory_size(usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX))
+        // CPython's function table has about 10k entries.
+        .table_elements(1 << 16)
+        // Keep the pages a run dirtied mapped and restore only those from the image
+        // (found with Linux's PAGEMAP_SCAN; where it is missing, wasmtime falls back to
+        // dropping the pages): the next run then takes no page faults there.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .async_stack_keep_resident(2 << 20);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     // Fuel bounds instructions independently of how loaded the machine is.
     config.consume_fuel(true);
     // Epochs let a CPU-bound guest yield every tick (see EPOCH_TICK) so the async timeout
@@ -124,16 +156,33 @@ pub fn load_module(
     wasm: &PythonWasm,
     cache_dir: Option<&Path>,
 ) -> Result<(Module, ModuleSource)> {
+    let name = cache_file_name(engine, "python", &wasm.sha256);
+    let (module, _, source) = load_cached(engine, cache_dir, &name, || {
+        Ok((compile(engine, wasm)?, Vec::new()))
+    })?;
+    Ok((module, source))
+}
+
+/// A compiled artifact `name` (plus a small sidecar of metadata) from `cache_dir`, or made
+/// by `create` and stored there. Without a usable cache directory, `create` runs every time.
+pub fn load_cached(
+    engine: &Engine,
+    cache_dir: Option<&Path>,
+    name: &str,
+    create: impl FnOnce() -> Result<(Module, Vec<u8>)>,
+) -> Result<(Module, Vec<u8>, ModuleSource)> {
     let Some(dir) = cache_dir else {
-        return Ok((compile(engine, wasm)?, ModuleSource::Compiled));
+        let (module, meta) = create()?;
+        return Ok((module, meta, ModuleSource::Compiled));
     };
-    let path = dir.join(cache_file_name(engine, wasm));
-    if let Some(module) = try_deserialize(engine, &path) {
-        return Ok((module, ModuleSource::Cache));
+    let path = dir.join(name);
+    if let Some((module, meta)) = try_load(engine, &path) {
+        return Ok((module, meta, ModuleSource::Cache));
     }
     if let Err(err) = fs::create_dir_all(dir) {
         tracing::warn!("compile cache {dir:?} unusable ({err}); compiling without it");
-        return Ok((compile(engine, wasm)?, ModuleSource::Compiled));
+        let (module, meta) = create()?;
+        return Ok((module, meta, ModuleSource::Compiled));
     }
     // Several processes starting at once (tests, replicas) would each spend seconds of CPU
     // compiling the same thing: the first takes the lock, the others wait and then load.
@@ -141,15 +190,15 @@ pub fn load_module(
         .and_then(|file| file.lock().map(|()| file))
         .map_err(|err| tracing::warn!("cannot lock compile cache {dir:?}: {err}"))
         .ok();
-    if let Some(module) = try_deserialize(engine, &path) {
-        return Ok((module, ModuleSource::Cache));
+    if let Some((module, meta)) = try_load(engine, &path) {
+        return Ok((module, meta, ModuleSource::Cache));
     }
-    let module = compile(engine, wasm)?;
-    if let Err(err) = store_artifact(&module, &path) {
+    let (module, meta) = create()?;
+    if let Err(err) = store_artifact(&module, &meta, &path) {
         tracing::warn!("could not write compile cache {path:?}: {err:#}");
     }
     drop(lock);
-    Ok((module, ModuleSource::Compiled))
+    Ok((module, meta, ModuleSource::Compiled))
 }
 
 fn compile(engine: &Engine, wasm: &PythonWasm) -> Result<Module> {
@@ -167,7 +216,13 @@ fn compile(engine: &Engine, wasm: &PythonWasm) -> Result<Module> {
     Ok(module)
 }
 
-fn try_deserialize(engine: &Engine, path: &Path) -> Option<Module> {
+fn meta_path(path: &Path) -> PathBuf {
+    path.with_extension("meta")
+}
+
+fn try_load(engine: &Engine, path: &Path) -> Option<(Module, Vec<u8>)> {
+    // The sidecar is written before the module, so a module without one is incomplete.
+    let meta = fs::read(meta_path(path)).ok()?;
     if !path.is_file() {
         return None;
     }
@@ -175,7 +230,7 @@ fn try_deserialize(engine: &Engine, path: &Path) -> Option<Module> {
     // compatibility hash (it is in the file name) into the operator's own cache directory.
     // wasmtime still checks the header and refuses artifacts from other versions/settings.
     match unsafe { Module::deserialize_file(engine, path) } {
-        Ok(module) => Some(module),
+        Ok(module) => Some((module, meta)),
         Err(err) => {
             tracing::warn!("ignoring unusable compile cache {path:?}: {err:#}");
             None
@@ -183,7 +238,8 @@ fn try_deserialize(engine: &Engine, path: &Path) -> Option<Module> {
     }
 }
 
-fn store_artifact(module: &Module, path: &Path) -> Result<()> {
+fn store_artifact(module: &Module, meta: &[u8], path: &Path) -> Result<()> {
+    fs::write(meta_path(path), meta).with_context(|| format!("failed to write {path:?}.meta"))?;
     let bytes = module.serialize()?;
     // Write then rename, so a concurrent reader never maps a half-written file.
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -194,12 +250,14 @@ fn store_artifact(module: &Module, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn cache_file_name(engine: &Engine, wasm: &PythonWasm) -> String {
+/// `{kind}-{content hash}-wasmtime{version}-{engine settings hash}.cwasm`: a change to the
+/// input or to any engine setting that affects code generation picks another file.
+pub fn cache_file_name(engine: &Engine, kind: &str, content_sha256: &str) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     format!(
-        "python-{}-wasmtime{WASMTIME_VERSION}-{:016x}.cwasm",
-        &wasm.sha256[..16],
+        "{kind}-{}-wasmtime{WASMTIME_VERSION}-{:016x}.cwasm",
+        &content_sha256[..16],
         hasher.finish()
     )
 }

@@ -10,6 +10,7 @@ mod engine;
 mod io;
 mod outcome;
 mod run;
+mod snapshot;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ pub use outcome::{Outcome, Stop};
 pub use run::Job;
 
 use crate::limits::{LimitError, LimitRequest, Limits};
-use run::GuestState;
+use run::{Entry, GuestState};
 
 /// How to build a sandbox.
 #[derive(Debug, Clone)]
@@ -36,6 +37,26 @@ pub struct SandboxOptions {
     /// Where compiled modules are cached; `None` compiles in memory every start.
     pub cache_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// Start runs from a pre-initialised snapshot (falls back to cold starts if it fails).
+    pub snapshot: bool,
+}
+
+/// How runs enter a fresh interpreter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// From a snapshot of an initialised interpreter (copy-on-write, sub-millisecond).
+    Snapshot,
+    /// CPython's own start-up in every run (~30 ms).
+    Cold,
+}
+
+impl StartMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartMode::Snapshot => "snapshot",
+            StartMode::Cold => "cold",
+        }
+    }
 }
 
 /// Facts about the loaded runtime, for /healthz and logs.
@@ -45,6 +66,7 @@ pub struct RuntimeInfo {
     pub sha256: String,
     pub module_source: ModuleSource,
     pub load_time: Duration,
+    pub start_mode: StartMode,
 }
 
 /// A request the sandbox refuses before running anything.
@@ -64,6 +86,7 @@ pub enum RunError {
 
 pub struct Sandbox {
     pre: InstancePre<GuestState>,
+    entry: Entry,
     limits: Limits,
     info: RuntimeInfo,
     slots: Arc<Semaphore>,
@@ -82,24 +105,39 @@ impl Sandbox {
         options.limits.validate().context("invalid limits")?;
         let path = engine::locate_python_wasm(options.python_wasm.as_deref())?;
         let wasm = engine::load_python_wasm(&path)?;
-        let engine = engine::new_engine()?;
+        let engine = engine::new_engine(&options.limits)?;
         let (module, module_source) =
             engine::load_module(&engine, &wasm, options.cache_dir.as_deref())?;
         let mut linker: Linker<GuestState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, GuestState::wasi)
             .context("failed to link WASI")?;
-        let pre = linker
+        let cold = linker
             .instantiate_pre(&module)
             .context("python.wasm needs imports this host does not provide")?;
-        engine::spawn_epoch_ticker(engine);
+        engine::spawn_epoch_ticker(engine.clone());
+        let (pre, entry) = match options.snapshot {
+            false => (cold, Entry::Cold),
+            true => match prepare_snapshot(&engine, &linker, &wasm, &options) {
+                Ok((pre, point)) => (pre, Entry::Snapshot(point)),
+                Err(err) => {
+                    tracing::warn!("snapshot unavailable, every run starts CPython cold: {err:#}");
+                    (cold, Entry::Cold)
+                }
+            },
+        };
         let info = RuntimeInfo {
             python_wasm: path,
             sha256: wasm.sha256,
             module_source,
             load_time: started.elapsed(),
+            start_mode: match entry {
+                Entry::Cold => StartMode::Cold,
+                Entry::Snapshot(_) => StartMode::Snapshot,
+            },
         };
         Ok(Sandbox {
             pre,
+            entry,
             slots: Arc::new(Semaphore::new(options.limits.max_concurrency)),
             limits: options.limits,
             info,
@@ -147,7 +185,7 @@ impl Sandbox {
     /// queue bound). Dropping the returned future cancels the run and frees its slot.
     pub async fn run(&self, job: &Job) -> Result<Outcome, RunError> {
         let _slot = self.admit(job.limits.timeout).await?;
-        let outcome = run::run(&self.pre, job)
+        let outcome = run::run(&self.pre, self.entry, job)
             .await
             .map_err(|e| RunError::Internal(into_anyhow(e)))?;
         tracing::info!(
@@ -204,6 +242,98 @@ impl Drop for QueueSpot<'_> {
     fn drop(&mut self) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Load the snapshot from the cache or build it (once), then prove it before use.
+fn prepare_snapshot(
+    engine: &wasmtime::Engine,
+    linker: &Linker<GuestState>,
+    wasm: &engine::PythonWasm,
+    options: &SandboxOptions,
+) -> wasmtime::Result<(InstancePre<GuestState>, snapshot::EntryPoint)> {
+    use sha2::{Digest, Sha256};
+    // The snapshot depends on the exact runtime and driver (and engine settings).
+    let key = hex::encode(Sha256::digest(format!("{}\n{}", wasm.sha256, run::DRIVER)));
+    let name = engine::cache_file_name(engine, "snapshot", &key);
+    let (module, meta, source) =
+        engine::load_cached(engine, options.cache_dir.as_deref(), &name, || {
+            let started = Instant::now();
+            tracing::info!(
+                "building the interpreter snapshot (once per runtime, driver and settings)"
+            );
+            let (bytes, point) = on_fresh_runtime(|| snapshot::build(engine, linker, &wasm.bytes))?;
+            let module = wasmtime::Module::new(engine, &bytes)?;
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "built the snapshot"
+            );
+            Ok((module, serde_json::to_vec(&point)?))
+        })?;
+    let point: snapshot::EntryPoint = serde_json::from_slice(&meta)?;
+    let pre = linker.instantiate_pre(&module)?;
+    on_fresh_runtime(|| self_test(&pre, point, &options.limits))?;
+    tracing::info!(module = ?source, "runs start from the interpreter snapshot");
+    Ok((pre, point))
+}
+
+/// A bad snapshot must cost speed, never correctness: it has to give the right answers,
+/// fresh state and fresh randomness before any caller sees it.
+async fn self_test(
+    pre: &InstancePre<GuestState>,
+    point: snapshot::EntryPoint,
+    limits: &Limits,
+) -> wasmtime::Result<()> {
+    let limits = limits.resolve(&LimitRequest::default())?;
+    let run = |code: &str| {
+        let job = Job {
+            code: code.to_string(),
+            stdin: b"in".to_vec(),
+            limits,
+        };
+        async move { run::run(pre, Entry::Snapshot(point), &job).await }
+    };
+    let out = run("import sys\nprint(1+1)\nleft = 'behind'\n[2+2, sys.stdin.read()]").await?;
+    let expected = serde_json::json!([4, "in"]);
+    if out.output != "2\n" || out.result.as_ref() != Some(&expected) || out.error.is_some() {
+        wasmtime::bail!("self-test: unexpected outcome {out:?}");
+    }
+    let out = run("'left' in globals()").await?;
+    if out.result != Some(serde_json::json!(false)) {
+        wasmtime::bail!("self-test: state leaked between runs: {out:?}");
+    }
+    let out = run("1/0").await?;
+    let error = out.error.unwrap_or_default();
+    if !error.contains("File \"<cell>\", line 1")
+        || !error.ends_with("ZeroDivisionError: division by zero\n")
+    {
+        wasmtime::bail!("self-test: unexpected traceback {error:?}");
+    }
+    let first = run("import random\nrandom.random()").await?.result;
+    let second = run("import random\nrandom.random()").await?.result;
+    if first.is_none() || first == second {
+        wasmtime::bail!("self-test: random state repeats across runs ({first:?})");
+    }
+    Ok(())
+}
+
+/// Drive `make()`'s future to completion on a private runtime on its own thread, so this
+/// works whether or not the caller is already inside a tokio runtime.
+fn on_fresh_runtime<F, T>(make: impl FnOnce() -> F + Send) -> wasmtime::Result<T>
+where
+    F: std::future::Future<Output = wasmtime::Result<T>>,
+    T: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(make())
+            })
+            .join()
+            .unwrap_or_else(|_| wasmtime::bail!("the snapshot thread panicked"))
+    })
 }
 
 /// wasmtime 48 has its own error type; the rest of the program speaks anyhow.

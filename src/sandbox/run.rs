@@ -15,17 +15,24 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
-use super::io::{Capture, Channel};
+pub use super::io::{Capture, Channel};
 use super::outcome::{Envelope, Outcome, Stop};
 use crate::limits::RunLimits;
 
 /// The in-guest driver (see driver.py for its protocol).
-const DRIVER: &str = include_str!("driver.py");
+pub const DRIVER: &str = include_str!("driver.py");
 
 /// Fixed argv: isolated mode (no environment, no user site), unbuffered stdio so output
 /// written before a limit stops the run is not lost in a buffer, UTF-8 mode.
-fn argv() -> [&'static str; 7] {
-    ["python", "-I", "-u", "-X", "utf8", "-c", DRIVER]
+pub const ARGV: [&str; 7] = ["python", "-I", "-u", "-X", "utf8", "-c", DRIVER];
+
+/// How a run enters the interpreter.
+#[derive(Debug, Clone, Copy)]
+pub enum Entry {
+    /// `_start`: CPython starts up from scratch (~30 ms), then runs the driver.
+    Cold,
+    /// A pre-initialised snapshot: call the driver's `_omcp_run` directly.
+    Snapshot(super::snapshot::EntryPoint),
 }
 
 /// Per-store host state.
@@ -81,9 +88,42 @@ pub struct Job {
     pub limits: RunLimits,
 }
 
+/// A store with the deny-by-default WASI context: no preopened directories, no
+/// environment variables, no sockets; only these three streams, the clocks and a random
+/// source. Fuel and the epoch yield are set; the caller sets the amount of fuel.
+pub fn new_store(
+    engine: &wasmtime::Engine,
+    argv: &[&str],
+    input: Vec<u8>,
+    capture: &Capture,
+    memory_mb: u64,
+) -> Store<GuestState> {
+    let wasi = WasiCtxBuilder::new()
+        .args(argv)
+        .stdin(MemoryInputPipe::new(input))
+        .stdout(capture.stream(Channel::Stdout))
+        .stderr(capture.stream(Channel::Stderr))
+        .build_p1();
+    let max_bytes = usize::try_from(memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let state = GuestState {
+        wasi,
+        limiter: MemoryLimiter {
+            max_bytes,
+            refused: false,
+        },
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    // Yield to the async runtime at every epoch tick: the guest never holds a worker thread
+    // for long, and a timeout around the call can fire even while wasm is spinning.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+    store
+}
+
 /// Run `job` in a fresh instance. Errors are host failures only; everything the guest does,
 /// including hitting a limit, is an `Outcome`.
-pub async fn run(pre: &InstancePre<GuestState>, job: &Job) -> Result<Outcome> {
+pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Result<Outcome> {
     let started = Instant::now();
     let limits = job.limits;
 
@@ -105,42 +145,38 @@ pub async fn run(pre: &InstancePre<GuestState>, job: &Job) -> Result<Outcome> {
     let envelope_cap = 64 * 1024 + 18 * limits.max_output_bytes.max(1024);
     let capture = Capture::new(marker, limits.max_output_bytes, envelope_cap);
 
-    // Deny by default: no preopened directories, no environment variables, no sockets;
-    // only these three streams, the clocks and a random source.
-    let wasi = WasiCtxBuilder::new()
-        .args(&argv())
-        .stdin(MemoryInputPipe::new(input))
-        .stdout(capture.stream(Channel::Stdout))
-        .stderr(capture.stream(Channel::Stderr))
-        .build_p1();
-    let max_bytes = usize::try_from(limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-    let state = GuestState {
-        wasi,
-        limiter: MemoryLimiter {
-            max_bytes,
-            refused: false,
-        },
-    };
-    let mut store = Store::new(pre.module().engine(), state);
-    store.limiter(|state| &mut state.limiter);
+    let mut store = new_store(
+        pre.module().engine(),
+        &ARGV,
+        input,
+        &capture,
+        limits.memory_mb,
+    );
     store.set_fuel(limits.fuel)?;
-    // Yield to the async runtime at every epoch tick: the guest never holds a worker thread
-    // for long, and the timeout below can fire even while wasm is spinning.
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
 
     // The outer timeout also covers a guest blocked in a host call (`time.sleep`), which
     // neither fuel nor epochs interrupt. Dropping the future cancels the guest.
     let execution = tokio::time::timeout(limits.timeout, async {
         let instance = pre.instantiate_async(&mut store).await?;
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call_async(&mut store, ()).await
+        tracing::debug!(instantiated_us = started.elapsed().as_micros() as u64);
+        match entry {
+            Entry::Cold => {
+                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                start.call_async(&mut store, ()).await
+            }
+            Entry::Snapshot(point) => point.call(&mut store, &instance).await,
+        }
     })
     .await;
 
     let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let memory_refused = store.data().limiter.refused;
+    let called = started.elapsed();
     drop(store);
+    tracing::debug!(
+        called_us = called.as_micros() as u64,
+        dropped_us = started.elapsed().as_micros() as u64
+    );
 
     let ended = match execution {
         Err(_elapsed) => Ended::Stopped(Stop::Timeout, None),

@@ -66,6 +66,8 @@ impl Server {
             .spawn()
             .expect("failed to start omcp-sandbox serve");
         let stderr = child.stderr.take().unwrap();
+        // Killed on drop even if the address never shows up (the panic below).
+        let mut child = KillOnDrop(Some(child));
         let (tx, rx) = std::sync::mpsc::channel();
         // Keep draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || {
@@ -83,12 +85,12 @@ impl Server {
             }
         });
         let addr = rx
-            .recv_timeout(Duration::from_secs(60))
+            .recv_timeout(Duration::from_secs(120))
             .expect("server did not report its address")
             .parse()
             .expect("bad address in log");
         Server {
-            child,
+            child: child.0.take().expect("child present"),
             addr,
             client: reqwest::Client::new(),
         }
@@ -186,6 +188,17 @@ impl Server {
         assert_eq!(out["output"], "ok\n");
         assert_eq!(out["result"], 42);
         assert_eq!(out["error"], Value::Null);
+    }
+}
+
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

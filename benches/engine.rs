@@ -1,0 +1,365 @@
+//! In-process benchmark of the sandbox engine: `Sandbox::load` and `Sandbox::run`, with no
+//! HTTP, JSON or MCP in the way. `cargo bench --bench engine` (release profile, ~1 min for
+//! both modes; the first run also compiles python.wasm and builds the snapshot).
+//!
+//! For each mode (one `SandboxOptions` variant, see [`modes`]) it measures:
+//! - load time with a warm compile cache (median of a few loads),
+//! - S1 `print(1+1)`: p50/p95 over 100 sequential runs after 5 warm-up runs,
+//! - S2 `sum(i*i for i in range(3_000_000))`: p50/p95 over 7 runs (S1 has warmed the sandbox up),
+//! - throughput: runs/s of S1 with 4 concurrent callers for ~5 s (and their p50/p95).
+//!
+//! It prints a table and writes `bench/out/engine.json`. Medians, not means: the machines
+//! this runs on are shared and noisy. Modes today: "cold" (CPython starts up in every run)
+//! and "snapshot" (runs enter a pre-initialised interpreter); to compare another, add a
+//! `Mode` to [`modes`]: everything else is per mode already.
+//!
+//! Environment: `OMCP_BENCH_MODES=cold,snapshot` runs only the listed modes;
+//! `OMCP_BENCH_CACHE_DIR` overrides the compile cache (default `target/bench-cache`);
+//! `OMCP_BENCH_QUICK=1` takes a few samples only (a smoke test of the bench).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use omcp_sandbox::limits::{LimitRequest, Limits};
+use omcp_sandbox::sandbox::{ModuleSource, Sandbox, SandboxOptions};
+use serde_json::{Value, json};
+
+const S1: &str = "print(1+1)";
+const S2: &str = "sum(i*i for i in range(3_000_000))";
+const S2_RESULT: u64 = 8_999_995_500_000_500_000;
+
+/// How much to measure; small enough to finish in well under a minute per mode on one core.
+struct Plan {
+    loads: usize,
+    s1_warmup: usize,
+    s1_runs: usize,
+    s2_warmup: usize,
+    s2_runs: usize,
+    concurrent_clients: usize,
+    concurrent_for: Duration,
+}
+
+const PLAN: Plan = Plan {
+    loads: 3,
+    s1_warmup: 5,
+    s1_runs: 100,
+    s2_warmup: 0,
+    s2_runs: 7,
+    concurrent_clients: 4,
+    concurrent_for: Duration::from_secs(5),
+};
+
+/// `OMCP_BENCH_QUICK=1`: a smoke test of the bench itself, not a measurement.
+const QUICK: Plan = Plan {
+    loads: 1,
+    s1_warmup: 2,
+    s1_runs: 10,
+    s2_warmup: 0,
+    s2_runs: 1,
+    concurrent_clients: 4,
+    concurrent_for: Duration::from_secs(1),
+};
+
+/// One way of building the sandbox, measured on its own.
+struct Mode {
+    label: &'static str,
+    options: SandboxOptions,
+}
+
+/// The modes to compare: CPython's own start-up in every run ("cold") and runs entered
+/// from a pre-initialised snapshot ("snapshot"). Another `SandboxOptions` variant becomes
+/// one more entry here; nothing else needs to change.
+fn modes(cache_dir: &Path) -> Vec<Mode> {
+    let options = |snapshot: bool| SandboxOptions {
+        python_wasm: None,
+        cache_dir: Some(cache_dir.to_path_buf()),
+        limits: Limits::default(),
+        snapshot,
+    };
+    vec![
+        Mode {
+            label: "cold",
+            options: options(false),
+        },
+        Mode {
+            label: "snapshot",
+            options: options(true),
+        },
+    ]
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Benches run with the package root as cwd; python.wasm is found from there too.
+    std::env::set_current_dir(&root)?;
+    let cache_dir = std::env::var_os("OMCP_BENCH_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target").join("bench-cache"));
+    let out_path = root.join("bench").join("out").join("engine.json");
+    // OMCP_BENCH_MODES=cold,snapshot picks modes by label (default: all of them).
+    let only: Option<Vec<String>> = std::env::var("OMCP_BENCH_MODES")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.split(',').map(|m| m.trim().to_string()).collect());
+
+    let plan = match std::env::var("OMCP_BENCH_QUICK").as_deref() {
+        Ok("1") => &QUICK,
+        _ => &PLAN,
+    };
+    let runtime = omcp_sandbox::commands::runtime()?;
+    let started = Instant::now();
+    let mut reports = Vec::new();
+    for mode in modes(&cache_dir) {
+        if only
+            .as_ref()
+            .is_some_and(|only| !only.iter().any(|m| m == mode.label))
+        {
+            continue;
+        }
+        eprintln!("engine bench: mode {:?}", mode.label);
+        let (sandbox, load) = load(&mode, plan)?;
+        let report = runtime.block_on(measure(mode.label, sandbox, plan));
+        reports.push(json!({ "label": mode.label, "load": load, "results": report }));
+    }
+
+    print_table(&reports);
+    let doc = json!({
+        "bench": "engine",
+        "snippets": { "s1": S1, "s2": S2 },
+        "plan": {
+            "quick": std::ptr::eq(plan, &QUICK),
+            "loads": plan.loads,
+            "s1_warmup": plan.s1_warmup, "s1_runs": plan.s1_runs,
+            "s2_warmup": plan.s2_warmup, "s2_runs": plan.s2_runs,
+            "concurrent_clients": plan.concurrent_clients,
+            "concurrent_seconds": plan.concurrent_for.as_secs_f64(),
+        },
+        "cache_dir": cache_dir,
+        "total_s": round3(started.elapsed().as_secs_f64()),
+        "modes": reports,
+    });
+    std::fs::create_dir_all(out_path.parent().unwrap())?;
+    std::fs::write(&out_path, serde_json::to_string_pretty(&doc)? + "\n")?;
+    eprintln!(
+        "engine bench: wrote {} in {:.1} s",
+        out_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Load a mode's sandbox: once to make sure the compile cache is warm (this one may
+/// compile), then `plan.loads` timed loads from the cache. The last sandbox is kept.
+///
+/// Each load starts its own epoch-ticker thread, which lives until the process ends; a few
+/// idle tickers (one wake-up per 5 ms each) do not move these numbers.
+fn load(mode: &Mode, plan: &Plan) -> anyhow::Result<(Arc<Sandbox>, Value)> {
+    let t = Instant::now();
+    let first = Sandbox::load(mode.options.clone())?;
+    let first_ms = ms(t.elapsed());
+    let first_source = source_name(first.info().module_source);
+    drop(first);
+
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..plan.loads {
+        let t = Instant::now();
+        let sandbox = Sandbox::load(mode.options.clone())?;
+        times.push(ms(t.elapsed()));
+        anyhow::ensure!(
+            sandbox.info().module_source == ModuleSource::Cache,
+            "mode {}: a load right after a warm-up still compiled: is the cache dir writable?",
+            mode.label
+        );
+        last = Some(sandbox);
+    }
+    let stats = Stats::of(times);
+    let sandbox = last.expect("plan.loads > 0");
+    let load = json!({
+        // What the sandbox really does: a snapshot mode that fell back says "cold" here.
+        "start_mode": sandbox.info().start_mode.as_str(),
+        "first_ms": round3(first_ms),
+        "first_source": first_source,
+        "cached": stats.to_json(),
+    });
+    Ok((Arc::new(sandbox), load))
+}
+
+/// Everything measured on one loaded sandbox.
+async fn measure(label: &str, sandbox: Arc<Sandbox>, plan: &Plan) -> Value {
+    eprintln!(
+        "engine bench: {label}: S1 x{} (+{} warm-up)",
+        plan.s1_runs, plan.s1_warmup
+    );
+    let s1 = sequential(&sandbox, S1, plan.s1_warmup, plan.s1_runs).await;
+    eprintln!("engine bench: {label}: S2 x{}", plan.s2_runs);
+    let s2 = sequential(&sandbox, S2, plan.s2_warmup, plan.s2_runs).await;
+    eprintln!(
+        "engine bench: {label}: S1 with {} concurrent callers for {:?}",
+        plan.concurrent_clients, plan.concurrent_for
+    );
+    let concurrent = concurrent(&sandbox, S1, plan.concurrent_clients, plan.concurrent_for).await;
+    json!({ "s1": s1.to_json(), "s2": s2.to_json(), "s1_concurrent": concurrent })
+}
+
+async fn sequential(sandbox: &Sandbox, code: &str, warmup: usize, runs: usize) -> Stats {
+    let job = job(sandbox, code);
+    for _ in 0..warmup {
+        run_checked(sandbox, &job, code).await;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        run_checked(sandbox, &job, code).await;
+        times.push(ms(t.elapsed()));
+    }
+    Stats::of(times)
+}
+
+/// `clients` tasks each run `code` back to back until `duration` has passed; runs/s counts
+/// the runs that completed over the time until the last one finished.
+async fn concurrent(
+    sandbox: &Arc<Sandbox>,
+    code: &str,
+    clients: usize,
+    duration: Duration,
+) -> Value {
+    let job = job(sandbox, code);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let sandbox = sandbox.clone();
+        let job = job.clone();
+        let code = code.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                run_checked(&sandbox, &job, &code).await;
+                times.push(ms(t.elapsed()));
+            }
+            times
+        }));
+    }
+    let mut times = Vec::new();
+    for task in tasks {
+        times.extend(task.await.expect("a benchmark task panicked"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let runs = times.len();
+    let stats = Stats::of(times);
+    json!({
+        "clients": clients,
+        "seconds": round3(elapsed),
+        "runs": runs,
+        "runs_per_s": round3(runs as f64 / elapsed),
+        "latency_ms": stats.to_json(),
+    })
+}
+
+fn job(sandbox: &Sandbox, code: &str) -> omcp_sandbox::sandbox::Job {
+    sandbox
+        .job(code.to_string(), None, &LimitRequest::default())
+        .expect("the benchmark snippets fit the default limits")
+}
+
+/// Run once and check the answer, so a broken mode cannot post a fast time.
+async fn run_checked(sandbox: &Sandbox, job: &omcp_sandbox::sandbox::Job, code: &str) {
+    let outcome = sandbox.run(job).await.expect("run refused");
+    let ok = outcome.error.is_none()
+        && outcome.stopped.is_none()
+        && match code {
+            S1 => outcome.output == "2\n",
+            S2 => outcome.result.as_ref().and_then(Value::as_u64) == Some(S2_RESULT),
+            _ => true,
+        };
+    assert!(
+        ok,
+        "unexpected outcome for {code:?}: output={:?} result={:?} error={:?} stopped={:?}",
+        outcome.output, outcome.result, outcome.error, outcome.stopped
+    );
+}
+
+/// Sorted samples in milliseconds; percentiles by nearest rank (as tests/mcp/sdk_client.py).
+struct Stats {
+    sorted: Vec<f64>,
+}
+
+impl Stats {
+    fn of(mut samples: Vec<f64>) -> Stats {
+        samples.sort_by(f64::total_cmp);
+        Stats { sorted: samples }
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        if self.sorted.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((self.sorted.len() as f64 * p / 100.0).ceil() as usize).max(1);
+        self.sorted[rank - 1]
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "n": self.sorted.len(),
+            "p50_ms": round3(self.pct(50.0)),
+            "p95_ms": round3(self.pct(95.0)),
+            "min_ms": round3(self.sorted.first().copied().unwrap_or(f64::NAN)),
+            "max_ms": round3(self.sorted.last().copied().unwrap_or(f64::NAN)),
+        })
+    }
+}
+
+fn print_table(reports: &[Value]) {
+    let f = |v: &Value, path: &str| -> String {
+        v.pointer(path)
+            .and_then(Value::as_f64)
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!();
+    println!(
+        "{:<10} {:<9} {:>13} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "mode",
+        "starts",
+        "load (cached)",
+        "S1 p50",
+        "S1 p95",
+        "S2 p50",
+        "S2 p95",
+        "4x runs/s",
+        "4x p50"
+    );
+    for r in reports {
+        println!(
+            "{:<10} {:<9} {:>10} ms {:>6} ms {:>6} ms {:>6} ms {:>6} ms {:>10} {:>6} ms",
+            r["label"].as_str().unwrap_or("?"),
+            r["load"]["start_mode"].as_str().unwrap_or("?"),
+            f(r, "/load/cached/p50_ms"),
+            f(r, "/results/s1/p50_ms"),
+            f(r, "/results/s1/p95_ms"),
+            f(r, "/results/s2/p50_ms"),
+            f(r, "/results/s2/p95_ms"),
+            f(r, "/results/s1_concurrent/runs_per_s"),
+            f(r, "/results/s1_concurrent/latency_ms/p50_ms"),
+        );
+    }
+    println!();
+}
+
+fn source_name(source: ModuleSource) -> &'static str {
+    match source {
+        ModuleSource::Cache => "cache",
+        ModuleSource::Compiled => "compiled",
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
+}
