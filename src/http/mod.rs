@@ -202,6 +202,8 @@ async fn healthz(State(state): State<AppState>) -> axum::Json<serde_json::Value>
             "python": PYTHON_VERSION,
             "sha256": info.sha256,
             "wasmtime": WASMTIME_VERSION,
+            // "snapshot" (pre-initialised interpreter) or "cold" (CPython start-up per run).
+            "start": info.start_mode.as_str(),
         },
         "limits": {
             "timeout_ms": limits.timeout.as_millis() as u64,

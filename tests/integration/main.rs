@@ -9,4 +9,5 @@ mod isolation;
 mod limits;
 mod mcp_clients;
 mod mcp_protocol;
+mod snapshot;
 mod values;
