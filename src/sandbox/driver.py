@@ -24,10 +24,32 @@
 
 
 def _omcp_run():
+    import os
+
+    try:
+        _omcp_cell()
+    except BaseException:
+        pass
+    # Only reached when the cell broke the driver's own reporting (closed stdout, a
+    # builtin the driver needs replaced...): the host reads status 125 without an envelope
+    # as "no result could be reported".
+    os._exit(125)
+
+
+def _omcp_cell():
     import _ast
+    import builtins
     import os
     import sys
     from _json import encode_basestring as quote
+
+    # The cell may replace builtins; the driver keeps its own references.
+    (all, bool, compile, dict, eval, exec, float, int, isinstance, len, list, map,
+     memoryview, print, repr, str, type) = (
+        builtins.all, builtins.bool, builtins.compile, builtins.dict, builtins.eval,
+        builtins.exec, builtins.float, builtins.int, builtins.isinstance, builtins.len,
+        builtins.list, builtins.map, builtins.memoryview, builtins.print, builtins.repr,
+        builtins.str, builtins.type)
 
     stdin = sys.stdin.buffer
     magic, marker_hex, code_len, max_result = stdin.readline().split()
@@ -44,8 +66,8 @@ def _omcp_run():
     # classes defined in the cell and `if __name__ == "__main__"` behave as expected.
     main = sys.modules["__main__"]
     scope = main.__dict__
-    scope.pop("_omcp_run", None)
-    scope.pop("_omcp_prepare", None)
+    for name in ("_omcp_run", "_omcp_cell", "_omcp_prepare"):
+        scope.pop(name, None)
     sys.argv = [""]
     # A snapshot froze the PRNG state seeded when `random` was imported: reseed it from
     # the OS so two runs never share a random sequence.
@@ -107,19 +129,23 @@ def _omcp_run():
         # recursed ten million frames deep still gets a readable error.
         try:
             return format_error(exc, skip_driver_frame)
-        except BaseException:
-            pass
-        # Out of memory, most likely: drop what the program left behind and retry small.
+        except BaseException as failure:
+            reason = type(failure).__name__
         exc.__traceback__ = None
-        scope.clear()
-        try:
-            import gc
+        if reason == "MemoryError" or type(exc).__name__ == "MemoryError":
+            # Out of memory: drop what the program left behind before retrying small.
+            scope.clear()
+            try:
+                import gc
 
-            gc.collect()
+                gc.collect()
+            except BaseException:
+                pass
+        try:
             text = "%s: %s" % (type(exc).__name__, exc)
         except BaseException:
             text = type(exc).__name__
-        return clip(text + "\n(the traceback could not be formatted: the run ran out of memory)\n")
+        return clip(text + "\n(the traceback could not be formatted: %s)\n" % reason)
 
     def format_error(exc, skip_driver_frame):
         import linecache

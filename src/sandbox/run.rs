@@ -26,6 +26,9 @@ pub const DRIVER: &str = include_str!("driver.py");
 /// written before a limit stops the run is not lost in a buffer, UTF-8 mode.
 pub const ARGV: [&str; 7] = ["python", "-I", "-u", "-X", "utf8", "-c", DRIVER];
 
+/// The driver's exit status when the cell left it unable to report (see driver.py).
+const DRIVER_COULD_NOT_REPORT: i32 = 125;
+
 /// How a run enters the interpreter.
 #[derive(Debug, Clone, Copy)]
 pub enum Entry {
@@ -262,6 +265,15 @@ fn assemble(capture: &Capture, ended: Ended, memory_refused: bool, limits: &RunL
             None if memory_refused => {
                 outcome.stopped = Some(Stop::Memory);
                 outcome.error = Some(stop_message(Stop::Memory, None, limits));
+            }
+            None if status == DRIVER_COULD_NOT_REPORT => {
+                outcome.exit_code = Some(status);
+                outcome.stopped = Some(Stop::Exit);
+                outcome.error = Some(
+                    "the program broke the sandbox's result channel (closed stdout, replaced \
+                     what the driver needs...): no value or traceback could be reported"
+                        .into(),
+                );
             }
             None => {
                 outcome.exit_code = Some(status);

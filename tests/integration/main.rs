@@ -1,6 +1,7 @@
 //! Integration tests, compiled as one binary. They drive the real `omcp-sandbox` executable
 //! with the real python.wasm over real sockets on 127.0.0.1.
 
+mod adversarial;
 mod cancellation;
 mod cli;
 mod helpers;

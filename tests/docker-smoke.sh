@@ -1,0 +1,411 @@
+#!/usr/bin/env bash
+# tests/docker-smoke.sh - build the top-level Dockerfile and smoke-test the image, with
+# rootful podman/buildah (no Docker daemon and no registry needed).
+#
+# What it does:
+#   1. installs podman/buildah/runc/debootstrap from Debian's packages if missing;
+#   2. uses its own containers.conf / storage.conf in a scratch folder (the machine's
+#      global container config is never changed);
+#   3. makes the base images the Dockerfile's FROM lines name, locally:
+#        debian:bookworm-slim  = debootstrap --variant=minbase bookworm
+#        rust:1.95-bookworm    = the same + gcc/libc6-dev/curl + this machine's Rust
+#                                toolchain (from `rustup which cargo`), cargo on PATH
+#      (the Debian mirror is read from this machine's apt sources at run time);
+#   4. builds the Dockerfile unchanged and runs the image with
+#        --read-only --cap-drop=ALL --security-opt no-new-privileges --user 10001
+#        -p 127.0.0.1:PORT:8000
+#      and checks /healthz, POST /run, MCP over HTTP (/mcp) and `mcp` over stdio;
+#   5. prints image size, build time and container start -> first served run time;
+#   6. removes what it started and its scratch folder (trap), exit status non-zero on
+#      any failure.
+#
+# Usage: sudo tests/docker-smoke.sh            (must run as root: rootful podman)
+# Environment:
+#   OMCP_SMOKE_STORAGE=DIR   reuse DIR as the podman storage/scratch folder and keep it
+#                            afterwards (base images and the cargo cache mounts survive,
+#                            so a second run skips debootstrap and most of the compile)
+#   OMCP_SMOKE_PORT=N        host port to publish on 127.0.0.1 (default: a free one)
+#   OMCP_SMOKE_IMAGE=NAME    tag for the built image (default localhost/omcp-sandbox:smoke)
+
+set -euo pipefail
+
+ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly ROOT
+readonly RUST_BASE="rust:1.95-bookworm"
+readonly SLIM_BASE="debian:bookworm-slim"
+IMAGE="${OMCP_SMOKE_IMAGE:-localhost/omcp-sandbox:smoke}"
+readonly IMAGE
+readonly NAME="omcp-smoke-$$"
+
+log() { printf '[docker-smoke %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); log "ok: $*"; }
+fail() { FAILED=$((FAILED + 1)); log "FAIL: $*"; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (rootful podman/buildah)"
+
+# ------------------------------------------------------------------ install --
+need_pkgs=()
+for tool in podman:podman buildah:buildah runc:runc debootstrap:debootstrap \
+    newuidmap:uidmap slirp4netns:slirp4netns iptables:iptables fuse-overlayfs:fuse-overlayfs \
+    curl:curl jq:jq python3:python3; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need_pkgs+=("${tool#*:}")
+done
+[ -e /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    log "installing ${need_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        "${need_pkgs[@]}" >/dev/null
+fi
+
+# ------------------------------------------------------------ scratch config --
+if [ -n "${OMCP_SMOKE_STORAGE:-}" ]; then
+    SCRATCH="$OMCP_SMOKE_STORAGE"
+    KEEP_SCRATCH=1
+    mkdir -p "$SCRATCH"
+else
+    SCRATCH="$(mktemp -d /var/tmp/omcp-docker-smoke.XXXXXX)"
+    KEEP_SCRATCH=0
+fi
+SCRATCH="$(cd "$SCRATCH" && pwd)"
+readonly SCRATCH KEEP_SCRATCH
+mkdir -p "$SCRATCH"/{storage,run,tmp,cni,rootfs}
+
+cat >"$SCRATCH/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$SCRATCH/run/events.log"
+tmp_dir = "$SCRATCH/run/libpod"
+
+[network]
+network_config_dir = "$SCRATCH/cni"
+EOF
+cat >"$SCRATCH/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$SCRATCH/storage"
+runroot = "$SCRATCH/run/storage"
+EOF
+export CONTAINERS_CONF="$SCRATCH/containers.conf"
+export CONTAINERS_STORAGE_CONF="$SCRATCH/storage.conf"
+# buildah's RUN --mount=type=cache folders and big-layer temp files live under TMPDIR.
+export TMPDIR="$SCRATCH/tmp"
+
+STDIO_PID=""
+cleanup() {
+    local rc=$?
+    set +e
+    [ -z "$STDIO_PID" ] || kill "$STDIO_PID" 2>/dev/null
+    if podman container exists "$NAME" 2>/dev/null; then
+        if [ "$rc" -ne 0 ]; then
+            log "container log (last 30 lines):"
+            podman logs --tail 30 "$NAME" >&2 2>&1
+        fi
+        podman rm -f -t 2 "$NAME" >/dev/null 2>&1
+    fi
+    podman rm -f -t 2 "$NAME-stdio" >/dev/null 2>&1
+    if [ "$KEEP_SCRATCH" -eq 0 ]; then
+        podman rmi -a -f >/dev/null 2>&1
+        # Unmount whatever containers/storage left mounted below the scratch folder.
+        findmnt -rn -o TARGET | grep -F "$SCRATCH" | sort -r | while read -r m; do
+            umount -l "$m" 2>/dev/null
+        done
+        rm -rf --one-file-system "$SCRATCH" 2>/dev/null || rm -rf "$SCRATCH"
+        log "removed $SCRATCH"
+    else
+        log "kept $SCRATCH (OMCP_SMOKE_STORAGE)"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+have_image() { podman image exists "$1" 2>/dev/null; }
+
+# ------------------------------------------------------------- base images --
+debian_mirror() {
+    # The machine's own configured Debian archive (the one serving bookworm main).
+    # shellcheck disable=SC2016 # $(...) here is apt's format syntax, not the shell's
+    apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 2>/dev/null \
+        | awk '$2 == "bookworm" && $3 == "main" { print $1; exit }'
+}
+
+bootstrap() { # bootstrap DIR [--include=...]
+    local dir="$1"
+    shift
+    rm -rf "$dir"
+    debootstrap --variant=minbase "$@" bookworm "$dir" "$MIRROR" >"$dir.log" 2>&1 \
+        || { tail -n 20 "$dir.log" >&2; return 1; }
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
+    # This machine's extra root CAs (a TLS-intercepting egress proxy, if any), so that
+    # builds in these local stand-ins for the official images reach crates.io and PyPI
+    # as the host does. A stage that installs ca-certificates picks them up too.
+    local crt
+    for crt in /usr/local/share/ca-certificates/*.crt; do
+        [ -f "$crt" ] || continue
+        install -D -m 0644 "$crt" "$dir/usr/local/share/ca-certificates/$(basename "$crt")"
+    done
+    if [ -x "$dir/usr/sbin/update-ca-certificates" ]; then
+        chroot "$dir" update-ca-certificates >/dev/null 2>&1 \
+            || cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/ca-certificates.crt"
+    fi
+}
+
+import_as() { # import_as ROOTFS NAME [--change ...]
+    local dir="$1" name="$2"
+    shift 2
+    tar -C "$dir" -c . | podman import --quiet "$@" - "localhost/$name" >/dev/null
+    # FROM short names resolve to either of these; name both so no pull is ever tried.
+    podman tag "localhost/$name" "docker.io/library/$name"
+}
+
+if ! have_image "$SLIM_BASE" || ! have_image "$RUST_BASE"; then
+    MIRROR="$(debian_mirror)"
+    [ -n "$MIRROR" ] || die "no bookworm main archive in this machine's apt sources"
+    log "bootstrapping base images from $MIRROR"
+    cargo_bin="$(rustup which cargo 2>/dev/null || command -v cargo)" \
+        || die "no Rust toolchain on this machine (need cargo)"
+    toolchain="$(cd "$(dirname "$(readlink -f "$cargo_bin")")/.." && pwd)"
+    "$toolchain/bin/rustc" --version | grep -q '^rustc 1\.9[5-9]\|^rustc 1\.[1-9][0-9][0-9]' \
+        || die "toolchain $toolchain is older than Rust 1.95"
+    t0=$SECONDS
+    bootstrap "$SCRATCH/rootfs/slim" &
+    slim_pid=$!
+    bootstrap "$SCRATCH/rootfs/rust" --include=ca-certificates,curl,gcc,libc6-dev,binutils &
+    rust_pid=$!
+    wait "$slim_pid" || die "debootstrap (slim) failed"
+    wait "$rust_pid" || die "debootstrap (rust) failed"
+    log "debootstrap done in $((SECONDS - t0)) s"
+
+    import_as "$SCRATCH/rootfs/slim" "$SLIM_BASE" \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["bash"]'
+
+    # The machine's toolchain, laid out like the official rust image (rustup home +
+    # cargo home), without its documentation.
+    tc_dest="$SCRATCH/rootfs/rust/usr/local/rustup/toolchains/$(basename "$toolchain")"
+    mkdir -p "$tc_dest" "$SCRATCH/rootfs/rust/usr/local/cargo/bin"
+    tar -C "$toolchain" --exclude=./share/doc --exclude=./share/man -c . | tar -C "$tc_dest" -x
+    for b in "$tc_dest"/bin/*; do
+        ln -sf "/usr/local/rustup/toolchains/$(basename "$toolchain")/bin/$(basename "$b")" \
+            "$SCRATCH/rootfs/rust/usr/local/cargo/bin/$(basename "$b")"
+    done
+    import_as "$SCRATCH/rootfs/rust" "$RUST_BASE" \
+        --change 'ENV RUSTUP_HOME=/usr/local/rustup' \
+        --change 'ENV CARGO_HOME=/usr/local/cargo' \
+        --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["bash"]'
+    rm -rf "$SCRATCH/rootfs"
+    mkdir -p "$SCRATCH/rootfs"
+    log "base images ready: $SLIM_BASE, $RUST_BASE"
+else
+    log "base images already in $SCRATCH"
+fi
+
+# ------------------------------------------------------------------- build --
+log "building $IMAGE from $ROOT/Dockerfile (compiles the project; this takes a while)"
+build_start=$SECONDS
+# --format docker keeps HEALTHCHECK (the OCI image format has no such field);
+# --network host only gives RUN steps the host's network (crates.io, PyPI).
+podman build --pull=never --format docker --network host \
+    -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" >"$SCRATCH/build.log" 2>&1 \
+    || { tail -n 40 "$SCRATCH/build.log" >&2; die "image build failed (log: $SCRATCH/build.log)"; }
+BUILD_SECS=$((SECONDS - build_start))
+log "image built in ${BUILD_SECS} s"
+IMAGE_SIZE="$(podman image inspect --format '{{.Size}}' "$IMAGE")"
+
+# Static checks of the image config.
+cfg="$(podman image inspect "$IMAGE")"
+check_cfg() { # check_cfg JQ-EXPR DESCRIPTION
+    if jq -e "$1" <<<"$cfg" >/dev/null 2>&1; then pass "$2"; else fail "$2"; fi
+}
+check_cfg '.[0].Config.User == "10001:10001"' "image user is 10001:10001"
+check_cfg '.[0].Config.Entrypoint == ["omcp-sandbox"] and .[0].Config.Cmd == ["serve"]' \
+    "ENTRYPOINT [omcp-sandbox], CMD [serve]"
+check_cfg '.[0].Labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    and (.[0].Labels["org.opencontainers.image.source"] // "") != ""
+    and (.[0].Labels["org.opencontainers.image.version"] // "") != ""' "OCI labels"
+check_cfg '(.[0].Config.Env | index("OMCP_LISTEN=0.0.0.0:8000")) != null
+    and (.[0].Config.Env | index("OMCP_CACHE_DIR=/usr/local/share/omcp-sandbox/cache")) != null' \
+    "ENV OMCP_LISTEN, OMCP_CACHE_DIR"
+check_cfg '(.[0].Config.Healthcheck.Test // []) | length > 0' "HEALTHCHECK kept in the image config"
+
+# --------------------------------------------------------------------- run --
+PORT="${OMCP_SMOKE_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+BASE="http://127.0.0.1:$PORT"
+HARDENING=(--read-only --read-only-tmpfs=false --cap-drop=ALL
+    --security-opt no-new-privileges --user 10001)
+
+log "starting $NAME on 127.0.0.1:$PORT"
+start_ns=$(date +%s%N)
+podman run -d --name "$NAME" "${HARDENING[@]}" -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null \
+    || die "podman run failed"
+
+run_req() { # run_req JSON -> response body (fails on non-2xx)
+    curl -fsS --max-time 30 -H 'Content-Type: application/json' --data-binary "$1" "$BASE/run"
+}
+
+first=""
+for _ in $(seq 1 600); do
+    if first="$(run_req '{"code": "print(1+1)\n2+2"}' 2>/dev/null)"; then
+        break
+    fi
+    first=""
+    podman container inspect -f '{{.State.Running}}' "$NAME" 2>/dev/null | grep -q true \
+        || die "container exited: $(podman logs --tail 20 "$NAME" 2>&1)"
+    sleep 0.05
+done
+FIRST_MS=$((($(date +%s%N) - start_ns) / 1000000))
+[ -n "$first" ] || die "no /run answered within 30 s of the start"
+log "container start -> first served run: ${FIRST_MS} ms"
+
+# /run, the seed example.
+if jq -e '.result == 4 and .output == "2\n" and .error == null' <<<"$first" >/dev/null; then
+    pass "/run seed example -> result 4, output \"2\\n\", error null"
+else
+    fail "/run seed example: $first"
+fi
+
+# /healthz
+health="$(curl -fsS --max-time 10 "$BASE/healthz")" || health=""
+if jq -e '.status == "ok" and .runtime.start == "snapshot"' <<<"$health" >/dev/null 2>&1; then
+    pass "/healthz ok, runtime.start = snapshot"
+else
+    fail "/healthz: $health"
+fi
+
+# Timeout.
+slow="$(run_req '{"code":"while True: pass","timeout_ms":500}')" || slow=""
+if jq -e '.stopped == "timeout"' <<<"$slow" >/dev/null 2>&1; then
+    pass "/run while True, timeout_ms 500 -> stopped timeout"
+else
+    fail "/run timeout: $slow"
+fi
+
+# The container wrote nothing: the compile cache was baked in (read-only rootfs anyway).
+if podman logs "$NAME" 2>&1 | grep -qi 'compiling\|unusable\|could not write'; then
+    fail "the server compiled at start (baked cache not used): $(podman logs "$NAME" 2>&1 | grep -i 'compil\|cache' | head -3)"
+else
+    pass "no compile at start (baked module + snapshot used)"
+fi
+
+# HEALTHCHECK command itself (bash /dev/tcp probe) inside the running container.
+if podman healthcheck run "$NAME" >/dev/null 2>&1; then
+    pass "HEALTHCHECK probe passes"
+else
+    fail "HEALTHCHECK probe failed"
+fi
+
+# ------------------------------------------------------------- MCP over HTTP --
+mcp_post() { # mcp_post JSON [SESSION] -> headers to $SCRATCH/h, body (SSE or JSON) on stdout
+    local extra=()
+    [ -z "${2:-}" ] || extra=(-H "mcp-session-id: $2")
+    [ -z "${PROTO:-}" ] || extra+=(-H "mcp-protocol-version: $PROTO")
+    curl -sS --max-time 30 -D "$SCRATCH/h" -H 'Content-Type: application/json' \
+        -H 'Accept: application/json, text/event-stream' "${extra[@]}" \
+        --data-binary "$1" "$BASE/mcp"
+}
+sse_json() { # the JSON-RPC message with id $1 from an SSE (or plain JSON) body on stdin
+    sed -n 's/^data: \{0,1\}//p; /^{/p' | jq -c --argjson id "$1" 'select(.id? == $id)' | head -n 1
+}
+
+PROTO=""
+init='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"docker-smoke","version":"1"}}}'
+init_resp="$(mcp_post "$init" | sse_json 1)" || init_resp=""
+session="$(awk 'tolower($1) == "mcp-session-id:" { print $2 }' "$SCRATCH/h" | tr -d '\r')"
+PROTO="$(jq -r '.result.protocolVersion // empty' <<<"$init_resp" 2>/dev/null)"
+if [ -n "$session" ] && [ -n "$PROTO" ]; then
+    pass "MCP/HTTP initialize (protocol $PROTO, session id set)"
+    mcp_post '{"jsonrpc":"2.0","method":"notifications/initialized"}' "$session" >/dev/null || true
+    code="$(awk 'NR == 1 { print $2 }' "$SCRATCH/h")"
+    case "$code" in 2*) pass "MCP/HTTP notifications/initialized -> $code" ;;
+        *) fail "MCP/HTTP notifications/initialized -> $code" ;; esac
+    call='{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"run_python","arguments":{"code":"print(1+1)\n2+2"}}}'
+    call_resp="$(mcp_post "$call" "$session" | sse_json 2)" || call_resp=""
+    if jq -e '.result.isError != true and .result.structuredContent.result == 4
+            and .result.structuredContent.output == "2\n"' <<<"$call_resp" >/dev/null 2>&1; then
+        pass "MCP/HTTP tools/call run_python -> result 4"
+    else
+        fail "MCP/HTTP tools/call: $call_resp"
+    fi
+    curl -sS --max-time 10 -X DELETE -H "mcp-session-id: $session" "$BASE/mcp" -o /dev/null || true
+else
+    fail "MCP/HTTP initialize: headers $(tr '\r\n' '  ' <"$SCRATCH/h") body $init_resp"
+fi
+
+# ------------------------------------------------------------ MCP over stdio --
+# Driven line by line (answer awaited before the next request), not by closing stdin
+# early, so an EOF cannot race the tools/call.
+stdio_out="$(python3 - "$IMAGE" "$NAME-stdio" "${HARDENING[@]}" <<'PY'
+import json, subprocess, sys, threading, queue
+image, name, hardening = sys.argv[1], sys.argv[2], sys.argv[3:]
+p = subprocess.Popen(["podman", "run", "-i", "--rm", "--name", name, "--network", "none",
+                      *hardening, image, "mcp"],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                     text=True)
+q = queue.Queue()
+threading.Thread(target=lambda: [q.put(l) for l in p.stdout] and None, daemon=True).start()
+def send(msg):
+    p.stdin.write(json.dumps(msg) + "\n"); p.stdin.flush()
+def wait_id(i, timeout=60):
+    while True:
+        line = q.get(timeout=timeout)
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("id") == i:
+            return msg
+try:
+    send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "docker-smoke", "version": "1"}}})
+    init = wait_id(1)
+    send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "run_python", "arguments": {"code": "print(1+1)\n2+2"}}})
+    call = wait_id(2)
+    print(json.dumps({"init": init, "call": call}))
+finally:
+    p.stdin.close()
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+PY
+)" || stdio_out=""
+if jq -e '.init.result.serverInfo != null and .call.result.structuredContent.result == 4
+        and .call.result.structuredContent.output == "2\n"' <<<"$stdio_out" >/dev/null 2>&1; then
+    pass "MCP/stdio (podman run -i ... mcp): initialize + tools/call -> result 4"
+else
+    fail "MCP/stdio: ${stdio_out:-no answer}"
+fi
+
+# ------------------------------------------------------------------ SIGTERM --
+stop_start=$SECONDS
+podman stop -t 10 "$NAME" >/dev/null
+stop_secs=$((SECONDS - stop_start))
+exit_code="$(podman container inspect -f '{{.State.ExitCode}}' "$NAME")"
+if [ "$stop_secs" -lt 5 ] && [ "$exit_code" = 0 ]; then
+    pass "podman stop (SIGTERM): exit 0 in ${stop_secs} s"
+else
+    fail "podman stop took ${stop_secs} s, exit code $exit_code"
+fi
+
+# ------------------------------------------------------------------ summary --
+printf '\nimage:                        %s\n' "$IMAGE"
+printf 'image size:                   %s bytes (%s MiB)\n' "$IMAGE_SIZE" "$((IMAGE_SIZE / 1048576))"
+printf 'build time:                   %s s\n' "$BUILD_SECS"
+printf 'start -> first served run:    %s ms\n' "$FIRST_MS"
+printf 'docker-smoke: %d passed, %d failed\n' "$PASSED" "$FAILED"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,327 @@
+//! Hostile guest code: each snippet with the exact outcome it must get, and after the whole
+//! battery the server still answers a normal run. Run against the snapshot path (the
+//! default); `snapshot::snapshot_runs_match_cold_runs` holds the cold path to the same.
+
+use serde_json::{Value, json};
+
+use crate::helpers::Server;
+
+/// What a hostile snippet must come to.
+enum Expect {
+    /// An uncaught Python exception whose last line starts with this.
+    Raises(&'static str),
+    /// A limit or trap, by `stopped`.
+    Stopped(&'static str),
+    /// Ran to its end with this value.
+    Value(Value),
+    /// `sys.exit()` / `os._exit()` with this status (`None`: WASI refused the status).
+    Exit(Option<i64>),
+}
+use Expect::*;
+
+fn corpus() -> Vec<(&'static str, &'static str, Expect)> {
+    vec![
+        // Host access: nothing of the host is there to read, list, write or stat.
+        (
+            "read /etc/passwd",
+            "open('/etc/passwd').read()",
+            Raises("FileNotFoundError"),
+        ),
+        (
+            "list /",
+            "import os\nos.listdir('/')",
+            Raises("FileNotFoundError"),
+        ),
+        (
+            "list .",
+            "import os\nos.listdir('.')",
+            Raises("FileNotFoundError"),
+        ),
+        (
+            "scandir /",
+            "import os\nlist(os.scandir('/'))",
+            Raises("FileNotFoundError"),
+        ),
+        (
+            "stat /etc",
+            "import os\nos.stat('/etc')",
+            Raises("FileNotFoundError"),
+        ),
+        (
+            "os.open",
+            "import os\nos.open('/etc/hosts', os.O_RDONLY)",
+            Raises("FileNotFoundError"),
+        ),
+        (
+            "write /tmp",
+            "open('/tmp/omcp-adversarial', 'w').write('x')",
+            Raises("FileNotFoundError"),
+        ),
+        (
+            "dot-dot",
+            "open('../../../../etc/passwd').read()",
+            Raises("FileNotFoundError"),
+        ),
+        (
+            "symlink",
+            "import os\nos.symlink('/etc/passwd', 'l')",
+            Raises("FileNotFoundError"),
+        ),
+        (
+            "/proc",
+            "open('/proc/self/status').read()",
+            Raises("FileNotFoundError"),
+        ),
+        // fd 3 is the embedded, in-memory standard library (wasi-vfs), not a host directory.
+        (
+            "fd 3",
+            "import os\nos.read(3, 10)",
+            Raises("IsADirectoryError"),
+        ),
+        (
+            "fd 100",
+            "import os\nos.fstat(100)",
+            Raises("OSError: [Errno 8]"),
+        ),
+        (
+            "environment",
+            "import os\ndict(os.environ)",
+            Value(json!({})),
+        ),
+        ("argv", "import sys\nsys.argv", Value(json!([""]))),
+        (
+            "write the stdlib",
+            "import json\nopen(json.__file__, 'w').write('boom')",
+            Raises("NotADirectoryError"),
+        ),
+        (
+            "patch the stdlib",
+            "import json\njson.dumps = None\n'patched'",
+            Value(json!("patched")),
+        ),
+        ("ctypes", "import ctypes", Raises("ModuleNotFoundError")),
+        // Network and processes.
+        (
+            "socket connect",
+            "import socket\nsocket.socket().connect(('127.0.0.1', 80))",
+            Raises("OSError"),
+        ),
+        (
+            "getaddrinfo",
+            "import socket\nsocket.getaddrinfo('example.com', 80)",
+            Raises("AttributeError"),
+        ),
+        (
+            "urllib",
+            "import urllib.request\nurllib.request.urlopen('http://127.0.0.1:1/')",
+            Raises("AttributeError"),
+        ),
+        (
+            "subprocess",
+            "import subprocess\nsubprocess.run(['ls'])",
+            Raises("OSError: [Errno 58] wasi does not support processes"),
+        ),
+        (
+            "os.system",
+            "import os\nos.system('ls')",
+            Raises("AttributeError"),
+        ),
+        ("fork", "import os\nos.fork()", Raises("AttributeError")),
+        (
+            "thread",
+            "import threading\nthreading.Thread(target=print).start()",
+            Raises("RuntimeError: can't start new thread"),
+        ),
+        (
+            "kill",
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+            Raises("AttributeError"),
+        ),
+        (
+            "alarm",
+            "import signal\nsignal.alarm(1)",
+            Raises("AttributeError"),
+        ),
+        // Resource abuse.
+        ("busy loop", "while True: pass", Stopped("fuel")),
+        (
+            "loop with output",
+            "while True: print('x', end='')",
+            Stopped("output"),
+        ),
+        (
+            "sleep forever",
+            "import time\ntime.sleep(10**6)",
+            Stopped("timeout"),
+        ),
+        (
+            "list growth",
+            "l = []\nwhile True: l.append([0] * 10000)",
+            Stopped("memory"),
+        ),
+        (
+            "string doubling",
+            "s = 'x'\nwhile True: s += s",
+            Stopped("memory"),
+        ),
+        ("bytearray bomb", "bytearray(10**9)", Stopped("memory")),
+        (
+            "bytearray beyond 32 bits",
+            "bytearray(10**10)",
+            Raises("OverflowError"),
+        ),
+        (
+            "deep dict nesting",
+            "d = {}\nwhile True: d = {'k': d}",
+            Stopped("memory"),
+        ),
+        (
+            "recursion bomb",
+            "import sys\nsys.setrecursionlimit(10**9)\ndef f(): f()\nf()",
+            Stopped("memory"),
+        ),
+        (
+            "C recursion",
+            "x = []\nfor _ in range(10**5): x = [x]\nrepr(x)",
+            Raises("RecursionError"),
+        ),
+        ("stdout flood", "print('x' * 10**7)", Stopped("output")),
+        (
+            "stderr flood",
+            "import sys\nwhile True: sys.stderr.write('e' * 1000)",
+            Stopped("output"),
+        ),
+        (
+            "exception storm",
+            "for i in range(10**5):\n    try:\n        raise ValueError(i)\n    except ValueError:\n        pass\n'survived'",
+            Value(json!("survived")),
+        ),
+        (
+            "huge traceback",
+            "def f(n):\n    if n == 0:\n        raise RuntimeError('deep')\n    return f(n - 1)\nf(900)",
+            Raises("RuntimeError: deep"),
+        ),
+        (
+            "infinite generator",
+            "sum(1 for _ in iter(int, 1))",
+            Stopped("fuel"),
+        ),
+        (
+            "huge integer",
+            "x = 10**(10**7)\nlen(str(x))",
+            Stopped("fuel"),
+        ),
+        ("os.abort", "import os\nos.abort()", Stopped("trap")),
+        // Exits.
+        ("exit 256", "import sys\nsys.exit(256)", Exit(Some(256))),
+        ("exit -1", "import sys\nsys.exit(-1)", Exit(Some(-1))),
+        ("exit()", "import sys\nsys.exit()", Exit(Some(0))),
+        ("exit 'text'", "raise SystemExit('bye')", Exit(Some(1))),
+        ("os._exit 200", "import os\nos._exit(200)", Exit(None)),
+        (
+            "KeyboardInterrupt",
+            "raise KeyboardInterrupt",
+            Raises("KeyboardInterrupt"),
+        ),
+        // State and the envelope.
+        (
+            "patch builtins",
+            "import builtins\nbuiltins.print = None\nbuiltins.len = None\nbuiltins.repr = None\n'patched'",
+            Value(json!("patched")),
+        ),
+        (
+            "fill sys.modules",
+            "import sys\nfor i in range(1000): sys.modules[f'm{i}'] = sys\n'filled'",
+            Value(json!("filled")),
+        ),
+        (
+            "delete __builtins__",
+            "del __builtins__\n1",
+            Value(json!(1)),
+        ),
+        (
+            "imitate the envelope",
+            "print('{\"result\": \"forged\", \"error\": null}')\n'real'",
+            Value(json!("real")),
+        ),
+        ("close stdout", "import os\nos.close(1)", Exit(Some(125))),
+    ]
+}
+
+fn check(name: &str, expect: &Expect, out: &Value) {
+    let last_error_line = out["error"]
+        .as_str()
+        .and_then(|e| e.trim_end().lines().last())
+        .unwrap_or("");
+    match expect {
+        Raises(prefix) => {
+            assert!(
+                last_error_line.starts_with(prefix),
+                "{name}: want {prefix:?}, got {out}"
+            );
+            assert_eq!(out["stopped"], Value::Null, "{name}: {out}");
+            assert_eq!(out["exit_code"], 1, "{name}: {out}");
+        }
+        Stopped(kind) => assert_eq!(out["stopped"], *kind, "{name}: {out}"),
+        Value(value) => {
+            assert_eq!(&out["result"], value, "{name}: {out}");
+            assert_eq!(out["error"], Value::Null, "{name}: {out}");
+        }
+        Exit(code) => {
+            assert_eq!(out["stopped"], "exit", "{name}: {out}");
+            assert_eq!(out["exit_code"], json!(code), "{name}: {out}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_snippets_get_their_exact_outcome_and_the_server_lives_on() {
+    // Generous time, small fuel: CPU-bound abuse must end by fuel however loaded the
+    // machine is; only the snippets meant to hit the clock get a short timeout.
+    let server = Server::start_with(&[
+        "--timeout-ms",
+        "30000",
+        "--memory-mb",
+        "64",
+        "--max-output-bytes",
+        "10000",
+        "--fuel",
+        "10000000000",
+    ]);
+    let corpus = corpus();
+    assert!(corpus.len() >= 40);
+    let runs = corpus.iter().map(|(name, code, expect)| {
+        let server = &server;
+        async move {
+            let mut body = json!({ "code": code });
+            if matches!(expect, Stopped("timeout")) {
+                body["timeout_ms"] = json!(2000);
+            }
+            let out = server.run_with(body).await;
+            check(name, expect, &out);
+        }
+    });
+    // As many at once as the server has slots: queueing behind 2 s runs is not the point.
+    use futures::StreamExt;
+    futures::stream::iter(runs)
+        .buffer_unordered(4)
+        .collect::<Vec<()>>()
+        .await;
+    assert!(!std::path::Path::new("/tmp/omcp-adversarial").exists());
+    // And every kind of abuse left the next caller a working sandbox.
+    server.assert_healthy().await;
+    let out = server
+        .run("import builtins, json\n[hasattr(builtins, 'leak'), json.dumps([1])]")
+        .await;
+    assert_eq!(out["result"], json!([false, "[1]"]));
+}
+
+#[tokio::test]
+async fn invalid_utf8_output_is_replaced_not_fatal() {
+    let server = Server::start();
+    let out = server
+        .run("import os\nos.write(1, b'ok \\xff\\xfe end')")
+        .await;
+    assert_eq!(out["output"], "ok \u{fffd}\u{fffd} end");
+    assert_eq!(out["result"], 9);
+}
