@@ -33,8 +33,10 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 /// async runtime, so it bounds how long one guest can hold a worker thread.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Bytes of each pooled memory (and table) kept resident between runs.
-const KEEP_RESIDENT: usize = 512 << 20;
+/// Dirty bytes of each pooled memory (and table) kept resident between runs. A normal run
+/// dirties under 1 MiB; a run that used hundreds of MiB gets the excess returned to the OS,
+/// so idle RSS stays bounded by about this much per slot.
+const KEEP_RESIDENT: usize = 16 << 20;
 
 /// Where the pinned runtime lives and what it is.
 #[derive(Debug, Clone)]
@@ -118,7 +120,9 @@ pub fn new_engine(limits: &Limits) -> Result<Engine> {
         .total_stacks(slots)
         // The memory limit is enforced (and reported) by the store limiter; the pool only
         // needs room for the largest memory a run may have.
-        .max_memory_size(usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX))
+        .max_memory_size(
+            usize::try_from(limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        )
         // CPython's function table has about 10k entries.
         .table_elements(1 << 16)
         // Keep the pages a run dirtied mapped and restore only those from the image

@@ -123,7 +123,8 @@ async fn a_corrupt_snapshot_falls_back_to_cold_starts() {
             std::fs::copy(&path, &target).unwrap();
         }
     }
-    assert_eq!(corrupted, 1, "expected one snapshot in {:?}", cache_dir());
+    // (A development cache may also hold snapshots of earlier drivers.)
+    assert!(corrupted >= 1, "expected a snapshot in {:?}", cache_dir());
     let server = Server::start_with_env(&[], &[("OMCP_CACHE_DIR", dir.to_str().unwrap())]);
     assert_eq!(start_mode(&server).await, "cold");
     server.assert_healthy().await;
