@@ -113,6 +113,10 @@ cleanup() {
         podman rm -f -t 2 "$NAME" >/dev/null 2>&1
     fi
     podman rm -f -t 2 "$NAME-stdio" >/dev/null 2>&1
+    # A build interrupted mid-RUN leaves a stopped runc container whose bundle is ours.
+    runc list --format json 2>/dev/null \
+        | jq -r --arg s "$SCRATCH/" '.[]? | select(.bundle | startswith($s)) | .id' \
+        | while read -r id; do runc delete --force "$id" >/dev/null 2>&1; done
     if [ "$KEEP_SCRATCH" -eq 0 ]; then
         podman rmi -a -f >/dev/null 2>&1
         # Unmount whatever containers/storage left mounted below the scratch folder.
@@ -140,15 +144,31 @@ debian_mirror() {
         | awk '$2 == "bookworm" && $3 == "main" { print $1; exit }'
 }
 
-bootstrap() { # bootstrap DIR [--include=...]
-    local dir="$1"
+bootstrap() { # bootstrap DIR [--slim | --include=...]
+    local dir="$1" slim=0
     shift
+    if [ "${1:-}" = --slim ]; then slim=1; shift; fi
     rm -rf "$dir"
     debootstrap --variant=minbase "$@" bookworm "$dir" "$MIRROR" >"$dir.log" 2>&1 \
         || { tail -n 20 "$dir.log" >&2; return 1; }
     rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
+    if [ "$slim" -eq 1 ]; then
+        # Like the official -slim images: no docs, man pages or translations, now or
+        # from later apt-get installs.
+        mkdir -p "$dir/etc/dpkg/dpkg.cfg.d"
+        printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+            'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' \
+            'path-exclude /usr/share/locale/*' 'path-include /usr/share/locale/locale.alias' \
+            'path-exclude /usr/share/groff/*' 'path-exclude /usr/share/lintian/*' \
+            >"$dir/etc/dpkg/dpkg.cfg.d/docker"
+        find "$dir/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+        find "$dir/usr/share/doc" -mindepth 1 -type d -empty -delete
+        rm -rf "$dir"/usr/share/{man,info,groff,lintian}/*
+        find "$dir/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias \
+            -exec rm -rf {} +
+    fi
     # This machine's extra root CAs (a TLS-intercepting egress proxy, if any), so that
-    # builds in these local stand-ins for the official images reach crates.io and PyPI
+    # builds in these local stand-ins for the official images reach the package registries
     # as the host does. A stage that installs ca-certificates picks them up too.
     local crt
     for crt in /usr/local/share/ca-certificates/*.crt; do
@@ -179,7 +199,7 @@ if ! have_image "$SLIM_BASE" || ! have_image "$RUST_BASE"; then
     "$toolchain/bin/rustc" --version | grep -q '^rustc 1\.9[5-9]\|^rustc 1\.[1-9][0-9][0-9]' \
         || die "toolchain $toolchain is older than Rust 1.95"
     t0=$SECONDS
-    bootstrap "$SCRATCH/rootfs/slim" &
+    bootstrap "$SCRATCH/rootfs/slim" --slim &
     slim_pid=$!
     bootstrap "$SCRATCH/rootfs/rust" --include=ca-certificates,curl,gcc,libc6-dev,binutils &
     rust_pid=$!
@@ -216,8 +236,10 @@ fi
 log "building $IMAGE from $ROOT/Dockerfile (compiles the project; this takes a while)"
 build_start=$SECONDS
 # --format docker keeps HEALTHCHECK (the OCI image format has no such field);
-# --network host only gives RUN steps the host's network (crates.io, PyPI).
-podman build --pull=never --format docker --network host \
+# --network host only gives RUN steps the host's network (the package registries);
+# --no-cache because buildah 1.28 reuses a COPY layer although the copied sources changed
+# (seen with OMCP_SMOKE_STORAGE); the cargo cache mounts still make a rebuild incremental.
+podman build --pull=never --no-cache --format docker --network host \
     -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" >"$SCRATCH/build.log" 2>&1 \
     || { tail -n 40 "$SCRATCH/build.log" >&2; die "image build failed (log: $SCRATCH/build.log)"; }
 BUILD_SECS=$((SECONDS - build_start))
@@ -238,7 +260,8 @@ check_cfg '.[0].Labels["org.opencontainers.image.licenses"] == "Apache-2.0"
 check_cfg '(.[0].Config.Env | index("OMCP_LISTEN=0.0.0.0:8000")) != null
     and (.[0].Config.Env | index("OMCP_CACHE_DIR=/usr/local/share/omcp-sandbox/cache")) != null' \
     "ENV OMCP_LISTEN, OMCP_CACHE_DIR"
-check_cfg '(.[0].Config.Healthcheck.Test // []) | length > 0' "HEALTHCHECK kept in the image config"
+check_cfg '((.[0].Healthcheck // .[0].Config.Healthcheck // {}).Test // []) | length > 0' \
+    "HEALTHCHECK kept in the image config"
 
 # --------------------------------------------------------------------- run --
 PORT="${OMCP_SMOKE_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
@@ -248,7 +271,10 @@ HARDENING=(--read-only --read-only-tmpfs=false --cap-drop=ALL
 
 log "starting $NAME on 127.0.0.1:$PORT"
 start_ns=$(date +%s%N)
-podman run -d --name "$NAME" "${HARDENING[@]}" -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null \
+# --health-interval=disable: podman schedules HEALTHCHECK with systemd timers, and this
+# machine may have no systemd; the probe is run by hand below (podman healthcheck run).
+podman run -d --name "$NAME" "${HARDENING[@]}" --health-interval=disable \
+    -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null \
     || die "podman run failed"
 
 run_req() { # run_req JSON -> response body (fails on non-2xx)
