@@ -187,6 +187,15 @@ impl Server {
         (status, body)
     }
 
+    /// GET /healthz (from a loopback Host, no token).
+    pub async fn healthz(&self) -> reqwest::Response {
+        self.client
+            .get(self.url("/healthz"))
+            .send()
+            .await
+            .expect("request failed")
+    }
+
     /// The server still answers a normal run correctly.
     pub async fn assert_healthy(&self) {
         let out = self.run("print('ok')\n40 + 2").await;

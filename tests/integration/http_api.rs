@@ -120,12 +120,7 @@ async fn json_body_without_content_type_is_accepted() {
 #[tokio::test]
 async fn healthz_reports_the_runtime() {
     let server = Server::start();
-    let response = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.healthz().await;
     assert_eq!(response.status(), 200);
     let value: Value = response.json().await.unwrap();
     assert_eq!(value["status"], "ok");

@@ -367,11 +367,6 @@ async fn bearer_token_guards_run_and_mcp_but_not_healthz() {
     )
     .await;
     assert_eq!(status, 200, "{init}");
-    let response = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.healthz().await;
     assert_eq!(response.status(), 200);
 }

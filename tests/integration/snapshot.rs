@@ -42,15 +42,7 @@ fn comparable(out: &Value) -> Value {
 }
 
 async fn start_mode(server: &Server) -> String {
-    let health: Value = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = server.healthz().await.json().await.unwrap();
     health["runtime"]["start"].as_str().unwrap().to_string()
 }
 
