@@ -1,5 +1,6 @@
-//! The request and response types every face speaks: `POST /run` takes a [`RunRequest`] and
-//! answers a [`RunResponse`]; the MCP tool and `run --json` use the same response.
+//! The request and response types every face speaks: `POST /run` takes a [`RunRequest`], the
+//! MCP tool `run_python` takes [`RunPythonArgs`], and both answer a [`RunResponse`] (as does
+//! `run --json`). Decoding these from untrusted bytes is fuzzed (`fuzz/`).
 //!
 //! The response keeps the original project's contract, `{"result", "output", "error"}`, and
 //! adds fields a client may ignore.
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::limits::LimitRequest;
-use crate::sandbox::{Outcome, Stop};
+use crate::outcome::{Outcome, Stop};
 
 /// `POST /run` body.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -21,16 +22,19 @@ pub struct RunRequest {
     /// Text the program reads from standard input.
     #[serde(default)]
     pub stdin: Option<String>,
-    /// Wall-clock limit in milliseconds (at most the server's).
+    /// Wall-clock limit in milliseconds; more than the server's limit means the server's.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub timeout_ms: Option<u64>,
-    /// Instruction budget (at most the server's).
+    /// Instruction budget (fuel units); more than the server's means the server's.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub fuel: Option<u64>,
-    /// Memory limit in MiB (at most the server's).
+    /// Memory limit in MiB; more than the server's means the server's.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub memory_mb: Option<u64>,
-    /// Limit on stdout + stderr bytes (at most the server's).
+    /// Limit on stdout + stderr bytes; more than the server's means the server's.
     #[serde(default)]
     pub max_output_bytes: Option<u64>,
 }
@@ -42,6 +46,31 @@ impl RunRequest {
             fuel: self.fuel,
             memory_mb: self.memory_mb,
             max_output_bytes: self.max_output_bytes,
+        }
+    }
+}
+
+/// Arguments of the MCP tool `run_python`: the code and stdin, and of the limits only the
+/// one a model can reason about (time).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunPythonArgs {
+    /// Python 3.12 source code. The value of the last expression is returned as `result`.
+    pub code: String,
+    /// Text the program reads from standard input (input(), sys.stdin).
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Wall-clock limit in milliseconds; more than the server's limit means the server's.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub timeout_ms: Option<u64>,
+}
+
+impl RunPythonArgs {
+    pub fn limits(&self) -> LimitRequest {
+        LimitRequest {
+            timeout_ms: self.timeout_ms,
+            ..LimitRequest::default()
         }
     }
 }

@@ -66,6 +66,25 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", env = "OMCP_AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
 
+    /// A connection must send a request's headers within this many milliseconds of
+    /// opening (or of its previous answer, for keep-alive), or it is closed: slow or idle
+    /// clients cannot hold connections forever.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, env = "OMCP_HEADER_TIMEOUT_MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+
+    /// A request body must arrive within this many milliseconds of its headers (408
+    /// otherwise).
+    #[arg(long, value_name = "MS", default_value_t = 10_000, env = "OMCP_BODY_TIMEOUT_MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
+
+    /// Open connections at most; connections beyond are closed at once. The process's
+    /// open-file limit is raised to fit at start.
+    #[arg(long, value_name = "N", default_value_t = 1024, env = "OMCP_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 
@@ -181,6 +200,19 @@ impl LimitArgs {
             max_stdin_bytes: self.max_stdin_bytes,
             max_concurrency: self.max_concurrency,
             max_queue: self.max_queue,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The connection bounds. Shutdown waits for in-flight runs up to the longest a run
+    /// may take, plus a margin for writing the answers.
+    pub fn serve_options(&self) -> crate::http::ServeOptions {
+        crate::http::ServeOptions {
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            shutdown_grace: Duration::from_millis(self.limits.timeout_ms) + Duration::from_secs(5),
         }
     }
 }

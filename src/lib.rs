@@ -3,14 +3,28 @@
 //!
 //! - [`sandbox`]: the only door to wasm (engine, per-run store, limits, outcome, driver).
 //! - [`api`]: request/response types shared by HTTP, MCP and the CLI.
+//! - [`outcome`]: how a run ended, and how the guest's raw output becomes that.
+//! - [`limits`]: the operator's limits and how a request's overrides resolve against them.
 //! - [`http`]: `POST /run`, `/mcp` and `/healthz` on one axum router.
 //! - [`mcp`]: the `run_python` tool handler, apart from its transports.
 //! - [`cli`] and [`commands`]: argument parsing and one module per command.
 
+//!
+//! `api`, `outcome` and `limits` parse and check untrusted bytes and need nothing of the
+//! runtime; everything else is behind the default `runtime` feature, so the fuzz targets
+//! build (and instrument) only the parsing code, not wasmtime.
+
 pub mod api;
-pub mod cli;
-pub mod commands;
-pub mod http;
 pub mod limits;
+pub mod outcome;
+
+#[cfg(feature = "runtime")]
+pub mod cli;
+#[cfg(feature = "runtime")]
+pub mod commands;
+#[cfg(feature = "runtime")]
+pub mod http;
+#[cfg(feature = "runtime")]
 pub mod mcp;
+#[cfg(feature = "runtime")]
 pub mod sandbox;

@@ -15,12 +15,9 @@ use rmcp::model::{
     RequestMetaObject, ServerCapabilities, ServerConfig,
 };
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::RunResponse;
-use crate::limits::LimitRequest;
+use crate::api::{RunPythonArgs, RunResponse};
 use crate::sandbox::{Outcome, RunError, Sandbox, Stop};
 
 /// JSON-RPC error code for "the server is at capacity, retry" (implementation-defined range).
@@ -48,20 +45,6 @@ The result is JSON when the value is a str, int, float, bool, None, or a list/di
 otherwise its repr() as a string. An uncaught exception returns its traceback in `error` \
 (isError true). Runs are bounded in time, instructions, memory and output; `stopped` says \
 which limit ended a run early.";
-
-/// Arguments of `run_python`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunPythonArgs {
-    /// Python 3.12 source code. The value of the last expression is returned as `result`.
-    pub code: String,
-    /// Text the program reads from standard input (input(), sys.stdin).
-    #[serde(default)]
-    pub stdin: Option<String>,
-    /// Wall-clock limit in milliseconds; at most the server's limit.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-}
 
 /// The MCP tool handler.
 #[derive(Clone)]
@@ -107,10 +90,7 @@ impl SandboxTools {
             .map_err(|err| {
                 ErrorData::invalid_params(format!("invalid arguments for run_python: {err}"), None)
             })?;
-        let asked = LimitRequest {
-            timeout_ms: args.timeout_ms,
-            ..LimitRequest::default()
-        };
+        let asked = args.limits();
         let job = self
             .sandbox
             .job(args.code, args.stdin, &asked)

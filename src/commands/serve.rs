@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
 use crate::http::{self, AppState, Guard};
@@ -38,11 +37,9 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         auth = guard.requires_token(),
         "runtime ready"
     );
-    let state = AppState {
-        sandbox: Arc::new(sandbox),
-        guard: Arc::new(guard),
-        shutdown: CancellationToken::new(),
-    };
+    let options = args.serve_options();
+    raise_open_file_limit(options.max_connections);
+    let state = AppState::new(Arc::new(sandbox), guard, options);
     super::runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -50,4 +47,20 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         http::serve(listener, state).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each connection is a file descriptor; the common soft limit of 1024 would make the
+/// connection cap unreachable and let a flood exhaust descriptors before it. Raise the soft
+/// limit to the hard one (no privilege needed) and say so if it is still short.
+fn raise_open_file_limit(max_connections: usize) {
+    // Room for the listener, logs, the compile cache and the runtime's own files.
+    let wanted = max_connections as u64 + 64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            open_file_limit = limit,
+            "the open-file limit is below --max-connections + 64; connections may fail at accept"
+        ),
+        Ok(limit) => tracing::debug!(open_file_limit = limit),
+        Err(err) => tracing::warn!("cannot raise the open-file limit: {err}"),
+    }
 }

@@ -4,11 +4,11 @@
 //! Both apply to `/run` and `/mcp` alike: a web page that rebinds its name to 127.0.0.1
 //! must not be able to use either. `/healthz` stays open for probes.
 
+use super::{ErrorBody, ErrorKind};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -110,11 +110,14 @@ enum Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let (status, kind, message) = match self {
-            Refusal::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
-            Refusal::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
+            Refusal::Forbidden(m) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden, m),
+            Refusal::Unauthorized(m) => (StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, m),
         };
-        let mut response =
-            (status, axum::Json(json!({"error": message, "type": kind}))).into_response();
+        let body = ErrorBody {
+            error: message.to_string(),
+            kind,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -1,12 +1,15 @@
 //! The HTTP face: `fn app(state) -> Router` with `POST /run`, MCP over streamable HTTP at
-//! `/mcp` and `GET /healthz`; one JSON error type for every refusal; `serve` with graceful
-//! shutdown. Host/Origin checks and the optional bearer token live in `guard`.
+//! `/mcp`, `GET /healthz` and `GET /openapi.json`; one JSON error type for every refusal;
+//! `serve` with connection bounds and graceful shutdown (`server`). Host/Origin checks and
+//! the optional bearer token live in `guard`; the OpenAPI document in `openapi`.
 //!
 //! Every answer is JSON, including 404/405/413: a client never has to parse an HTML page.
 //! Python errors and limits are normal 200 answers (the run happened; its outcome says how
 //! it ended); 4xx/5xx mean the run did not happen.
 
 mod guard;
+mod openapi;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,11 +24,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use guard::Guard;
+pub use server::{Connections, ServeOptions};
 
 use crate::api::{RunRequest, RunResponse};
 use crate::mcp::SandboxTools;
@@ -39,6 +45,20 @@ pub struct AppState {
     /// Cancelled at shutdown: ends MCP sessions and their long-lived SSE streams, which
     /// graceful shutdown would otherwise wait for forever.
     pub shutdown: CancellationToken,
+    pub options: ServeOptions,
+    pub connections: Arc<Connections>,
+}
+
+impl AppState {
+    pub fn new(sandbox: Arc<Sandbox>, guard: Guard, options: ServeOptions) -> Self {
+        AppState {
+            sandbox,
+            guard: Arc::new(guard),
+            shutdown: CancellationToken::new(),
+            connections: Arc::new(Connections::new(options.max_connections)),
+            options,
+        }
+    }
 }
 
 /// Why a request was refused, as a status and a JSON body `{"error", "type"}`.
@@ -50,6 +70,8 @@ pub enum ApiError {
     InvalidRequest(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    BodyTimeout(String),
     #[error("{0}")]
     Busy(String),
     #[error("no route for {0}")]
@@ -66,6 +88,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -73,15 +96,16 @@ impl ApiError {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> ErrorKind {
         match self {
-            ApiError::InvalidJson(_) => "invalid_json",
-            ApiError::InvalidRequest(_) => "invalid_request",
-            ApiError::TooLarge(_) => "too_large",
-            ApiError::Busy(_) => "busy",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Internal(_) => "internal",
+            ApiError::InvalidJson(_) => ErrorKind::InvalidJson,
+            ApiError::InvalidRequest(_) => ErrorKind::InvalidRequest,
+            ApiError::TooLarge(_) => ErrorKind::TooLarge,
+            ApiError::BodyTimeout(_) => ErrorKind::RequestTimeout,
+            ApiError::Busy(_) => ErrorKind::Busy,
+            ApiError::NotFound(_) => ErrorKind::NotFound,
+            ApiError::MethodNotAllowed => ErrorKind::MethodNotAllowed,
+            ApiError::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -98,10 +122,22 @@ impl ApiError {
 
     fn from_body(rejection: BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!("request body too large: {}", rejection.body_text()))
-        } else {
-            ApiError::InvalidRequest(rejection.body_text())
+            return ApiError::TooLarge(format!(
+                "request body too large: {}",
+                rejection.body_text()
+            ));
         }
+        // The body timeout (a tower layer) surfaces as a body error somewhere down the chain.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(err) = source {
+            if err.is::<tower_http::timeout::TimeoutError>() {
+                return ApiError::BodyTimeout(
+                    "the request body did not arrive within the server's body timeout".into(),
+                );
+            }
+            source = err.source();
+        }
+        ApiError::InvalidRequest(rejection.body_text())
     }
 }
 
@@ -121,10 +157,49 @@ impl From<RunError> for ApiError {
     }
 }
 
+/// Every refusal's body: a message for people and a type for programs.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// What went wrong, for programs.
+    #[serde(rename = "type")]
+    pub kind: ErrorKind,
+}
+
+/// The machine-readable kind of a refusal; each maps to one HTTP status.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// 400: the body is not JSON.
+    InvalidJson,
+    /// 422: JSON of the wrong shape, or a limit below its minimum.
+    InvalidRequest,
+    /// 413: the body, the code or stdin is larger than the server allows.
+    TooLarge,
+    /// 408: the body did not arrive in time.
+    RequestTimeout,
+    /// 503: every slot and queue place is taken; retry after `Retry-After` seconds.
+    Busy,
+    /// 401: a bearer token is required and was missing or wrong.
+    Unauthorized,
+    /// 403: the Host or Origin header names a host this server does not answer for.
+    Forbidden,
+    /// 404: no such route.
+    NotFound,
+    /// 405: the route exists with another method.
+    MethodNotAllowed,
+    /// 500: a fault of the server, not of the request.
+    Internal,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = json!({ "error": self.to_string(), "type": self.kind() });
+        let body = ErrorBody {
+            error: self.to_string(),
+            kind: self.kind(),
+        };
         let mut response = (status, axum::Json(body)).into_response();
         match self {
             ApiError::Busy(_) => {
@@ -132,12 +207,7 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            ApiError::MethodNotAllowed => {
-                // Every route here takes exactly one method; say which, as RFC 9110 asks.
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
-            }
+            // 405: axum adds the route's own `Allow` header, as RFC 9110 asks.
             _ => {}
         }
         response
@@ -174,9 +244,11 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(guarded)
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyTimeoutLayer::new(state.options.body_timeout))
         .with_state(state)
 }
 
@@ -192,30 +264,90 @@ async fn run(
     Ok(axum::Json(RunResponse::from(outcome)))
 }
 
-async fn healthz(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+/// `GET /healthz`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Health {
+    /// Always "ok" when the server answers: it loaded and self-tested its runtime at start.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+    pub runtime: RuntimeHealth,
+    /// The server's limits: the default for each run and the most a request may ask for.
+    pub limits: LimitsHealth,
+    pub load: LoadHealth,
+}
+
+/// The Python runtime the server loaded.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RuntimeHealth {
+    pub python: String,
+    /// SHA-256 of the python.wasm in use.
+    pub sha256: String,
+    pub wasmtime: String,
+    /// "snapshot" (pre-initialised interpreter) or "cold" (CPython start-up per run).
+    pub start: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LimitsHealth {
+    pub timeout_ms: u64,
+    pub fuel: u64,
+    pub memory_mb: u64,
+    pub max_output_bytes: u64,
+    pub max_code_bytes: u64,
+    pub max_stdin_bytes: u64,
+    pub max_concurrency: u64,
+    pub max_queue: u64,
+    pub max_connections: u64,
+}
+
+/// What the server is doing right now.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LoadHealth {
+    /// Runs executing.
+    pub running: u64,
+    /// Runs waiting for a slot.
+    pub queued: u64,
+    /// Open HTTP connections (this one included).
+    pub connections: u64,
+    /// Connections closed at accept because `max_connections` was reached, since start.
+    pub connections_refused: u64,
+}
+
+async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
     let info = state.sandbox.info();
     let limits = state.sandbox.limits();
-    axum::Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "runtime": {
-            "python": PYTHON_VERSION,
-            "sha256": info.sha256,
-            "wasmtime": WASMTIME_VERSION,
-            // "snapshot" (pre-initialised interpreter) or "cold" (CPython start-up per run).
-            "start": info.start_mode.as_str(),
+    axum::Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        runtime: RuntimeHealth {
+            python: PYTHON_VERSION.into(),
+            sha256: info.sha256.clone(),
+            wasmtime: WASMTIME_VERSION.into(),
+            start: info.start_mode.as_str().into(),
         },
-        "limits": {
-            "timeout_ms": limits.timeout.as_millis() as u64,
-            "fuel": limits.fuel,
-            "memory_mb": limits.memory_mb,
-            "max_output_bytes": limits.max_output_bytes,
-            "max_code_bytes": limits.max_code_bytes,
-            "max_stdin_bytes": limits.max_stdin_bytes,
-            "max_concurrency": limits.max_concurrency,
-            "max_queue": limits.max_queue,
+        limits: LimitsHealth {
+            timeout_ms: limits.timeout.as_millis() as u64,
+            fuel: limits.fuel,
+            memory_mb: limits.memory_mb,
+            max_output_bytes: limits.max_output_bytes as u64,
+            max_code_bytes: limits.max_code_bytes as u64,
+            max_stdin_bytes: limits.max_stdin_bytes as u64,
+            max_concurrency: limits.max_concurrency as u64,
+            max_queue: limits.max_queue as u64,
+            max_connections: state.connections.max() as u64,
         },
-    }))
+        load: LoadHealth {
+            running: state.sandbox.running() as u64,
+            queued: state.sandbox.queued() as u64,
+            connections: state.connections.open() as u64,
+            connections_refused: state.connections.refused(),
+        },
+    })
+}
+
+async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::document(state.sandbox.limits()))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -229,16 +361,17 @@ async fn method_not_allowed() -> ApiError {
 /// Serve `app` on `listener` until SIGINT/SIGTERM; in-flight runs then finish (each is
 /// bounded by its own limits) while new connections are refused.
 pub async fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<()> {
-    let addr: SocketAddr = listener.local_addr()?;
+    let addr: SocketAddr = listener.local_addr().context("listener has no address")?;
     let shutdown = state.shutdown.clone();
+    let options = state.options.clone();
+    let connections = state.connections.clone();
     tracing::info!("listening on http://{addr} (POST /run, MCP at /mcp)");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutdown.cancel();
-        })
-        .await
-        .context("HTTP server failed")
+    server::run(listener, app(state), &options, connections, async move {
+        shutdown_signal().await;
+        shutdown.cancel();
+    })
+    .await;
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM (as PID 1 in a container, SIGTERM has no default action).

@@ -8,7 +8,6 @@
 
 mod engine;
 mod io;
-mod outcome;
 mod run;
 mod snapshot;
 
@@ -22,8 +21,8 @@ use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{InstancePre, Linker};
 
+pub use crate::outcome::{Outcome, Stop};
 pub use engine::{ModuleSource, PYTHON_VERSION, WASMTIME_VERSION, default_cache_dir};
-pub use outcome::{Outcome, Stop};
 pub use run::Job;
 
 use crate::limits::{LimitError, LimitRequest, Limits};
@@ -153,6 +152,16 @@ impl Sandbox {
         &self.info
     }
 
+    /// Runs executing now.
+    pub fn running(&self) -> usize {
+        self.limits.max_concurrency - self.slots.available_permits()
+    }
+
+    /// Runs waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Check a request against the limits and turn it into a job.
     pub fn job(
         &self,
@@ -205,8 +214,8 @@ impl Sandbox {
             return Ok(permit);
         }
         let busy = || RunError::Busy {
-            running: self.limits.max_concurrency - self.slots.available_permits(),
-            queued: self.queued.load(Ordering::Relaxed),
+            running: self.running(),
+            queued: self.queued(),
         };
         let spot = QueueSpot::take(&self.queued);
         if spot.position >= self.limits.max_queue {

@@ -16,8 +16,8 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 pub use super::io::{Capture, Channel};
-use super::outcome::{Envelope, Outcome, Stop};
 use crate::limits::RunLimits;
+use crate::outcome::{Ended, Outcome, Quoted, Stop, assemble};
 
 /// The in-guest driver (see driver.py for its protocol).
 pub const DRIVER: &str = include_str!("driver.py");
@@ -25,9 +25,6 @@ pub const DRIVER: &str = include_str!("driver.py");
 /// Fixed argv: isolated mode (no environment, no user site), unbuffered stdio so output
 /// written before a limit stops the run is not lost in a buffer, UTF-8 mode.
 pub const ARGV: [&str; 7] = ["python", "-I", "-u", "-X", "utf8", "-c", DRIVER];
-
-/// The driver's exit status when the cell left it unable to report (see driver.py).
-const DRIVER_COULD_NOT_REPORT: i32 = 125;
 
 /// How a run enters the interpreter.
 #[derive(Debug, Clone, Copy)]
@@ -186,17 +183,16 @@ pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Resu
         Ok(Ok(())) => Ended::Exited(0),
         Ok(Err(err)) => classify_error(&err, memory_refused),
     };
-    let mut outcome = assemble(&capture, ended, memory_refused, &limits);
+    let quoted = Quoted {
+        timeout_ms: limits.timeout.as_millis(),
+        fuel: limits.fuel,
+        memory_mb: limits.memory_mb,
+        max_output_bytes: limits.max_output_bytes,
+    };
+    let mut outcome = assemble(&capture.lock(), ended, memory_refused, quoted);
     outcome.duration = started.elapsed();
     outcome.fuel_used = fuel_used;
     Ok(outcome)
-}
-
-/// How the guest's `_start` ended, before looking at what it wrote.
-enum Ended {
-    Exited(i32),
-    /// A limit or trap; the optional text is the trap's own message.
-    Stopped(Stop, Option<String>),
 }
 
 fn classify_error(err: &wasmtime::Error, memory_refused: bool) -> Ended {
@@ -221,96 +217,4 @@ fn classify_error(err: &wasmtime::Error, memory_refused: bool) -> Ended {
         return Ended::Stopped(Stop::Memory, Some(text));
     }
     Ended::Stopped(Stop::Trap, Some(text))
-}
-
-fn assemble(capture: &Capture, ended: Ended, memory_refused: bool, limits: &RunLimits) -> Outcome {
-    let captured = capture.lock();
-    let mut outcome = Outcome {
-        output: String::from_utf8_lossy(&captured.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&captured.stderr).into_owned(),
-        truncated: captured.overflowed,
-        ..Outcome::default()
-    };
-    let envelope: Option<Envelope> = captured
-        .envelope
-        .as_deref()
-        .and_then(|bytes| serde_json::from_slice(bytes).ok());
-
-    // An output overflow traps from inside a write, so it must be recognised before the
-    // trap is taken at face value.
-    let ended = match ended {
-        Ended::Stopped(_, _) if captured.overflowed => Ended::Stopped(Stop::Output, None),
-        other => other,
-    };
-    drop(captured);
-
-    match ended {
-        Ended::Exited(status) => match envelope {
-            Some(env) => {
-                outcome.result = env.has_result.then_some(env.result).flatten();
-                outcome.result_repr = env.repr;
-                outcome.truncated |= env.truncated;
-                outcome.exit_code = Some(env.exit_code);
-                if env.exit {
-                    outcome.stopped = Some(Stop::Exit);
-                }
-                if env.error.is_some() && memory_refused {
-                    outcome.stopped = Some(Stop::Memory);
-                }
-                outcome.error = env.error;
-            }
-            // The program left without the driver reporting: `os._exit(n)`, or it broke
-            // the driver's own channel (closed stdout, ...), or memory ran out so badly
-            // that even the driver could not report.
-            None if memory_refused => {
-                outcome.stopped = Some(Stop::Memory);
-                outcome.error = Some(stop_message(Stop::Memory, None, limits));
-            }
-            None if status == DRIVER_COULD_NOT_REPORT => {
-                outcome.exit_code = Some(status);
-                outcome.stopped = Some(Stop::Exit);
-                outcome.error = Some(
-                    "the program broke the sandbox's result channel (closed stdout, replaced \
-                     what the driver needs...): no value or traceback could be reported"
-                        .into(),
-                );
-            }
-            None => {
-                outcome.exit_code = Some(status);
-                outcome.stopped = Some(Stop::Exit);
-            }
-        },
-        Ended::Stopped(stop, detail) => {
-            outcome.stopped = Some(stop);
-            outcome.error = Some(stop_message(stop, detail, limits));
-        }
-    }
-    outcome
-}
-
-fn stop_message(stop: Stop, detail: Option<String>, limits: &RunLimits) -> String {
-    match stop {
-        Stop::Timeout => format!(
-            "timeout: the run exceeded its time limit of {} ms",
-            limits.timeout.as_millis()
-        ),
-        Stop::Fuel => format!(
-            "fuel: the run used up its instruction budget of {} units",
-            limits.fuel
-        ),
-        Stop::Memory => format!(
-            "memory: the run exceeded its memory limit of {} MiB{}",
-            limits.memory_mb,
-            detail.map(|d| format!(" ({d})")).unwrap_or_default()
-        ),
-        Stop::Output => format!(
-            "output: the run wrote more than its limit of {} bytes; output is cut there",
-            limits.max_output_bytes
-        ),
-        Stop::Trap => format!("trap: {}", detail.unwrap_or_else(|| "unknown".into())),
-        Stop::Exit => format!(
-            "exit: {}",
-            detail.unwrap_or_else(|| "the program exited".into())
-        ),
-    }
 }
