@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/docker-smoke.sh - build the top-level Dockerfile and smoke-test the image, with
-# rootful podman/buildah (no Docker daemon and no registry needed).
+# rootful podman/buildah (no Docker daemon and no registry needed). CI runs it last.
 #
 # What it does:
 #   1. installs podman/buildah/runc/debootstrap from Debian's packages if missing;
@@ -11,19 +11,33 @@
 #        rust:1.95-bookworm    = the same + gcc/libc6-dev/curl + this machine's Rust
 #                                toolchain (from `rustup which cargo`), cargo on PATH
 #      (the Debian mirror is read from this machine's apt sources at run time);
-#   4. builds the Dockerfile unchanged and runs the image with
+#   4. seeds the build's cargo cache mounts (RUN --mount=type=cache) with COPIES of this
+#      machine's release build of the same crate (target/release: deps, build scripts,
+#      fingerprints; not this package's own artifacts) and of its cargo registry, so the
+#      image build compiles only omcp-sandbox itself instead of ~300 dependencies. The
+#      Dockerfile is built unchanged: the seed only pre-fills what a previous build would
+#      have left in those caches, and cargo rebuilds whatever does not match (another
+#      toolchain, other features). Without target/release the build compiles everything;
+#   5. builds the Dockerfile (--build-arg VERSION from Cargo.toml, SOURCE from the git
+#      remote `origin` when it is a URL) and runs the image with
 #        --read-only --cap-drop=ALL --security-opt no-new-privileges --user 10001
 #        -p 127.0.0.1:PORT:8000
-#      and checks /healthz, POST /run, MCP over HTTP (/mcp) and `mcp` over stdio;
-#   5. prints image size, build time and container start -> first served run time;
-#   6. removes what it started and its scratch folder (trap), exit status non-zero on
-#      any failure.
+#      and checks /healthz, POST /run, a timeout, MCP over HTTP (/mcp), `mcp` over stdio
+#      and SIGTERM;
+#   6. removes what it started and its scratch folder (trap), then prints a summary
+#      (timings, image size, passed/failed); exit status non-zero on any failure.
 #
 # Usage: sudo tests/docker-smoke.sh            (must run as root: rootful podman)
 # Environment:
 #   OMCP_SMOKE_STORAGE=DIR   reuse DIR as the podman storage/scratch folder and keep it
 #                            afterwards (base images and the cargo cache mounts survive,
-#                            so a second run skips debootstrap and most of the compile)
+#                            so a second run skips debootstrap, seeding and most of the
+#                            compile)
+#   OMCP_SMOKE_SEED_TARGET=DIR  cargo release dir to seed the build's target cache from
+#                            (default: $ROOT/target/release; empty: no seed, build from
+#                            scratch)
+#   OMCP_SMOKE_SEED_REGISTRY=DIR  cargo registry to seed the registry cache from
+#                            (default: $CARGO_HOME/registry; empty: none)
 #   OMCP_SMOKE_PORT=N        host port to publish on 127.0.0.1 (default: a free one)
 #   OMCP_SMOKE_IMAGE=NAME    tag for the built image (default localhost/omcp-sandbox:smoke)
 
@@ -36,14 +50,25 @@ readonly SLIM_BASE="debian:bookworm-slim"
 IMAGE="${OMCP_SMOKE_IMAGE:-localhost/omcp-sandbox:smoke}"
 readonly IMAGE
 readonly NAME="omcp-smoke-$$"
+# The mount targets of the Dockerfile's `RUN --mount=type=cache` lines (build stage).
+readonly CACHE_TARGET_MOUNT=/src/target
+readonly CACHE_REGISTRY_MOUNT=/usr/local/cargo/registry
+SEED_TARGET="${OMCP_SMOKE_SEED_TARGET-$ROOT/target/release}"
+SEED_REGISTRY="${OMCP_SMOKE_SEED_REGISTRY-${CARGO_HOME:-$HOME/.cargo}/registry}"
+readonly SEED_TARGET SEED_REGISTRY
 
 log() { printf '[docker-smoke %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "FAIL: $*"; exit 1; }
 
 PASSED=0
 FAILED=0
+ABORTED=""
 pass() { PASSED=$((PASSED + 1)); log "ok: $*"; }
 fail() { FAILED=$((FAILED + 1)); log "FAIL: $*"; }
+die() { FAILED=$((FAILED + 1)); ABORTED="$*"; log "FAIL: $*"; exit 1; }
+
+# Figures for the summary ("-" = not measured in this run).
+DEBOOTSTRAP_SECS="-" SEED_SECS="-" SEED_SIZE="-" BUILD_SECS="-" COMPILED="-"
+IMAGE_SIZE="" FIRST_MS="-"
 
 [ "$(id -u)" -eq 0 ] || die "run as root (rootful podman/buildah)"
 
@@ -101,10 +126,29 @@ export CONTAINERS_STORAGE_CONF="$SCRATCH/storage.conf"
 export TMPDIR="$SCRATCH/tmp"
 
 STDIO_PID=""
+SEED_PID=""
+summary() {
+    printf '\n== docker-smoke summary\n'
+    printf 'image:                        %s\n' "$IMAGE"
+    if [ -n "$IMAGE_SIZE" ]; then
+        printf 'image size:                   %s bytes (%s MiB)\n' "$IMAGE_SIZE" "$((IMAGE_SIZE / 1048576))"
+    fi
+    printf 'debootstrap (base images):    %s s\n' "$DEBOOTSTRAP_SECS"
+    printf 'cargo cache seed copy:        %s s (%s)\n' "$SEED_SECS" "$SEED_SIZE"
+    printf 'image build:                  %s s (crates compiled: %s)\n' "$BUILD_SECS" "$COMPILED"
+    printf 'start -> first served run:    %s ms\n' "$FIRST_MS"
+    printf 'whole script:                 %s s\n' "$SECONDS"
+    [ -z "$ABORTED" ] || printf 'aborted:                      %s\n' "$ABORTED"
+    printf 'docker-smoke: %d passed, %d failed\n' "$PASSED" "$FAILED"
+}
 cleanup() {
     local rc=$?
     set +e
     [ -z "$STDIO_PID" ] || kill "$STDIO_PID" 2>/dev/null
+    if [ -n "$SEED_PID" ]; then
+        kill "$SEED_PID" 2>/dev/null
+        wait "$SEED_PID" 2>/dev/null
+    fi
     if podman container exists "$NAME" 2>/dev/null; then
         if [ "$rc" -ne 0 ]; then
             log "container log (last 30 lines):"
@@ -117,6 +161,8 @@ cleanup() {
     runc list --format json 2>/dev/null \
         | jq -r --arg s "$SCRATCH/" '.[]? | select(.bundle | startswith($s)) | .id' \
         | while read -r id; do runc delete --force "$id" >/dev/null 2>&1; done
+    # ... and its build containers (in our storage only: CONTAINERS_STORAGE_CONF).
+    buildah rm --all >/dev/null 2>&1
     if [ "$KEEP_SCRATCH" -eq 0 ]; then
         podman rmi -a -f >/dev/null 2>&1
         # Unmount whatever containers/storage left mounted below the scratch folder.
@@ -128,6 +174,9 @@ cleanup() {
     else
         log "kept $SCRATCH (OMCP_SMOKE_STORAGE)"
     fi
+    # Any failure check, or an abort, makes the exit status non-zero.
+    [ "$rc" -ne 0 ] || [ "$FAILED" -eq 0 ] || rc=1
+    summary
     exit "$rc"
 }
 trap cleanup EXIT
@@ -135,6 +184,66 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 have_image() { podman image exists "$1" 2>/dev/null; }
+
+# ------------------------------------------------------------ cargo cache seed --
+# buildah 1.28 (podman 4.3) keeps a `RUN --mount=type=cache,target=T` (no id=) in
+# $TMPDIR/buildah-cache/T, and keeps it between builds: the Dockerfile's build stage
+# finds there what an earlier build left. A fresh storage has nothing, so the seed puts
+# there what this machine's own `cargo test --release` / `cargo build --release` of the
+# same crate with the same toolchain already compiled. cargo decides, unit by unit, by
+# its fingerprints (package, version, features, profile, rustc version): matching
+# dependency artifacts are reused, anything else is rebuilt as it would be anyway.
+#
+# Copies only (cp -a, a reflink where the filesystem has them), never hard links: the
+# container build writes into these folders and must never touch the host's files.
+# Left out: this package's own artifacts (lib, bin, test and bench binaries, its
+# fingerprints), incremental/ (release builds do not use it) and the top-level copies.
+readonly CACHE_ROOT="$TMPDIR/buildah-cache"
+seed_target() { # seed_target SRC_RELEASE_DIR DEST_RELEASE_DIR
+    local src="$1" dest="$2" own re d
+    own="$(awk -F'"' '/^[[:space:]]*name[[:space:]]*=/ { print $2 }' "$ROOT/Cargo.toml" \
+        | sed 's/[-_]/[-_]/g' | sort -u | paste -sd'|' -)"
+    [ -n "$own" ] || return 1
+    re=".*/(lib)?($own)-[0-9a-f]{16}(\\..*)?"
+    for d in deps build .fingerprint; do
+        [ -d "$src/$d" ] || continue
+        mkdir -p "$dest/$d"
+        find "$src/$d" -mindepth 1 -maxdepth 1 -regextype posix-extended ! -regex "$re" \
+            -exec cp -a --reflink=auto -t "$dest/$d" {} +
+    done
+}
+seed_registry() { # seed_registry SRC_REGISTRY_DIR DEST_REGISTRY_DIR
+    local src="$1" dest="$2" d
+    mkdir -p "$dest"
+    # index/ (sparse index cache), cache/ (.crate files), src/ (their unpacked sources).
+    for d in index cache src; do
+        [ -d "$src/$d" ] && cp -a --reflink=auto "$src/$d" "$dest/"
+    done
+    return 0
+}
+seed_caches() { # runs in the background while the base images are made
+    local t0=$SECONDS
+    if [ -n "$SEED_TARGET" ] && [ -d "$SEED_TARGET/deps" ]; then
+        seed_target "$SEED_TARGET" "$CACHE_ROOT$CACHE_TARGET_MOUNT/release" || return 1
+    fi
+    if [ -n "$SEED_REGISTRY" ] && [ -d "$SEED_REGISTRY" ]; then
+        seed_registry "$SEED_REGISTRY" "$CACHE_ROOT$CACHE_REGISTRY_MOUNT" || return 1
+    fi
+    echo "$((SECONDS - t0))" >"$SCRATCH/seed.secs"
+}
+
+if [ -e "$CACHE_ROOT$CACHE_TARGET_MOUNT/release" ]; then
+    log "cargo cache mounts already filled by an earlier build in $SCRATCH: not seeding"
+elif ! grep -q "type=cache,target=${CACHE_TARGET_MOUNT}[, ]" "$ROOT/Dockerfile" \
+    || ! grep -q "type=cache,target=${CACHE_REGISTRY_MOUNT}[, ]" "$ROOT/Dockerfile"; then
+    log "the Dockerfile no longer mounts $CACHE_TARGET_MOUNT and $CACHE_REGISTRY_MOUNT as caches: not seeding"
+elif [ -z "$SEED_TARGET" ] || [ ! -d "$SEED_TARGET/deps" ]; then
+    log "no cargo release build to seed from (${SEED_TARGET:-seeding off}): the image build compiles every dependency"
+else
+    log "seeding the cargo cache mounts from $SEED_TARGET and ${SEED_REGISTRY:-(no registry)} (copies, in the background)"
+    seed_caches &
+    SEED_PID=$!
+fi
 
 # ------------------------------------------------------------- base images --
 debian_mirror() {
@@ -205,7 +314,8 @@ if ! have_image "$SLIM_BASE" || ! have_image "$RUST_BASE"; then
     rust_pid=$!
     wait "$slim_pid" || die "debootstrap (slim) failed"
     wait "$rust_pid" || die "debootstrap (rust) failed"
-    log "debootstrap done in $((SECONDS - t0)) s"
+    DEBOOTSTRAP_SECS=$((SECONDS - t0))
+    log "debootstrap done in $DEBOOTSTRAP_SECS s"
 
     import_as "$SCRATCH/rootfs/slim" "$SLIM_BASE" \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -232,18 +342,49 @@ else
     log "base images already in $SCRATCH"
 fi
 
+if [ -n "$SEED_PID" ]; then
+    wait_start=$SECONDS
+    wait "$SEED_PID" || die "seeding the cargo cache mounts failed"
+    SEED_PID=""
+    SEED_SECS="$(cat "$SCRATCH/seed.secs")"
+    SEED_SIZE="$(du -sh "$CACHE_ROOT" | cut -f1)B copied"
+    log "cargo cache mounts seeded in $SEED_SECS s ($SEED_SIZE, waited $((SECONDS - wait_start)) s for it)"
+fi
+
 # ------------------------------------------------------------------- build --
-log "building $IMAGE from $ROOT/Dockerfile (compiles the project; this takes a while)"
+# The image's labels: the version Cargo.toml declares, and the repository the sources
+# come from when the clone's `origin` is a URL (credentials dropped; an ssh remote is
+# named by its https form); a clone of a local path names no source (empty label).
+VERSION="$(awk -F'"' '/^\[/ { p = ($0 == "[package]") } p && /^version[[:space:]]*=/ { print $2; exit }' "$ROOT/Cargo.toml")"
+source_url() {
+    local url
+    url="$(git -C "$ROOT" remote get-url origin 2>/dev/null)" || return 0
+    case "$url" in
+        http://* | https://*) url="$(sed -E 's#^(https?://)[^/@]*@#\1#' <<<"$url")" ;;
+        ssh://*) url="https://$(sed -E 's#^ssh://([^/@]*@)?([^/:]*)(:[0-9]+)?/#\2/#' <<<"$url")" ;;
+        [!/]*@*:*) url="https://$(sed -E 's#^[^@]*@([^:]*):/?#\1/#' <<<"$url")" ;;
+        *) return 0 ;;
+    esac
+    printf '%s\n' "${url%.git}"
+}
+SOURCE="$(source_url)"
+readonly VERSION SOURCE
+log "building $IMAGE from $ROOT/Dockerfile (version ${VERSION:-?}, source ${SOURCE:-none})"
 build_start=$SECONDS
 # --format docker keeps HEALTHCHECK (the OCI image format has no such field);
 # --network host only gives RUN steps the host's network (the package registries);
 # --no-cache because buildah 1.28 reuses a COPY layer although the copied sources changed
 # (seen with OMCP_SMOKE_STORAGE); the cargo cache mounts still make a rebuild incremental.
 podman build --pull=never --no-cache --format docker --network host \
+    --build-arg "VERSION=$VERSION" --build-arg "SOURCE=$SOURCE" \
     -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" >"$SCRATCH/build.log" 2>&1 \
     || { tail -n 40 "$SCRATCH/build.log" >&2; die "image build failed (log: $SCRATCH/build.log)"; }
 BUILD_SECS=$((SECONDS - build_start))
-log "image built in ${BUILD_SECS} s"
+# podman build can exit 0 when it is killed by a signal: trust the image, not the status.
+have_image "$IMAGE" || { tail -n 40 "$SCRATCH/build.log" >&2; die "image build produced no $IMAGE"; }
+compiled="$(sed -n 's/^[[:space:]]*Compiling \([^ ]*\) .*/\1/p' "$SCRATCH/build.log")"
+COMPILED="$(grep -c . <<<"$compiled" || true)"
+log "image built in ${BUILD_SECS} s; cargo compiled $COMPILED crate(s): $(paste -sd' ' - <<<"$compiled")"
 IMAGE_SIZE="$(podman image inspect --format '{{.Size}}' "$IMAGE")"
 
 # Static checks of the image config.
@@ -254,9 +395,22 @@ check_cfg() { # check_cfg JQ-EXPR DESCRIPTION
 check_cfg '.[0].Config.User == "10001:10001"' "image user is 10001:10001"
 check_cfg '.[0].Config.Entrypoint == ["omcp-sandbox"] and .[0].Config.Cmd == ["serve"]' \
     "ENTRYPOINT [omcp-sandbox], CMD [serve]"
-check_cfg '.[0].Labels["org.opencontainers.image.licenses"] == "Apache-2.0"
-    and (.[0].Labels["org.opencontainers.image.source"] // "") != ""
-    and (.[0].Labels["org.opencontainers.image.version"] // "") != ""' "OCI labels"
+if jq -e --arg v "$VERSION" --arg s "$SOURCE" '.[0].Labels as $l
+        | $l["org.opencontainers.image.licenses"] == "Apache-2.0"
+        and $l["org.opencontainers.image.title"] == "omcp-sandbox"
+        and $v != "" and $l["org.opencontainers.image.version"] == $v
+        and ($l["org.opencontainers.image.source"] // "") == $s' <<<"$cfg" >/dev/null 2>&1; then
+    pass "OCI labels (version $VERSION, source ${SOURCE:-empty: origin is no URL})"
+else
+    fail "OCI labels: $(jq -c '.[0].Labels' <<<"$cfg")"
+fi
+# A plain `docker build .` (no --build-arg) labels the image with ARG VERSION's default.
+arg_version="$(sed -n 's/^ARG VERSION=//p' "$ROOT/Dockerfile")"
+if [ "$arg_version" = "$VERSION" ]; then
+    pass "Dockerfile ARG VERSION default = Cargo.toml version ($VERSION)"
+else
+    fail "Dockerfile ARG VERSION default '$arg_version' differs from Cargo.toml version '$VERSION'"
+fi
 check_cfg '(.[0].Config.Env | index("OMCP_LISTEN=0.0.0.0:8000")) != null
     and (.[0].Config.Env | index("OMCP_CACHE_DIR=/usr/local/share/omcp-sandbox/cache")) != null' \
     "ENV OMCP_LISTEN, OMCP_CACHE_DIR"
@@ -428,10 +582,6 @@ else
     fail "podman stop took ${stop_secs} s, exit code $exit_code"
 fi
 
-# ------------------------------------------------------------------ summary --
-printf '\nimage:                        %s\n' "$IMAGE"
-printf 'image size:                   %s bytes (%s MiB)\n' "$IMAGE_SIZE" "$((IMAGE_SIZE / 1048576))"
-printf 'build time:                   %s s\n' "$BUILD_SECS"
-printf 'start -> first served run:    %s ms\n' "$FIRST_MS"
-printf 'docker-smoke: %d passed, %d failed\n' "$PASSED" "$FAILED"
+# The summary is printed by cleanup (trap), after the scratch folder is removed, also
+# when a step above aborts the run.
 [ "$FAILED" -eq 0 ]

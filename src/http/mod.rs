@@ -201,15 +201,12 @@ impl IntoResponse for ApiError {
             kind: self.kind(),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        match self {
-            ApiError::Busy(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            // 405: axum adds the route's own `Allow` header, as RFC 9110 asks.
-            _ => {}
+        if let ApiError::Busy(_) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        // 405: axum adds the route's own `Allow` header, as RFC 9110 asks.
         response
     }
 }
