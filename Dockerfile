@@ -56,8 +56,12 @@ RUN fetch-python.sh --dest /out/python-3.12.0.wasm
 # ---------------------------------------------------------------- final stage --
 FROM debian:bookworm-slim
 
+# OCI labels. VERSION defaults to Cargo.toml's version (tests/docker-smoke.sh checks that
+# the two agree). SOURCE, the repository URL, has no default: pass it when it is known
+# (`--build-arg SOURCE=$(git remote get-url origin)`, as the smoke test does), so that an
+# image never names a repository it was not built from.
 ARG VERSION=0.1.0
-ARG SOURCE=https://github.com/omcp/omcp-sandbox
+ARG SOURCE=""
 LABEL org.opencontainers.image.title="omcp-sandbox" \
       org.opencontainers.image.description="Run untrusted Python safely and fast: CPython on WASI in wasmtime, served over HTTP and MCP" \
       org.opencontainers.image.version="${VERSION}" \

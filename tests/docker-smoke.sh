@@ -9,7 +9,9 @@
 #   3. makes the base images the Dockerfile's FROM lines name, locally:
 #        debian:bookworm-slim  = debootstrap --variant=minbase bookworm
 #        rust:1.95-bookworm    = the same + gcc/libc6-dev/curl + this machine's Rust
-#                                toolchain (from `rustup which cargo`), cargo on PATH
+#                                toolchain (from `rustup which cargo`), cargo on PATH,
+#                                CARGO_HOME /usr/local/cargo (under the name the seed
+#                                below was built with, see "cargo cache seed")
 #      (the Debian mirror is read from this machine's apt sources at run time);
 #   4. seeds the build's cargo cache mounts (RUN --mount=type=cache) with COPIES of this
 #      machine's release build of the same crate (target/release: deps, build scripts,
@@ -54,8 +56,7 @@ readonly NAME="omcp-smoke-$$"
 readonly CACHE_TARGET_MOUNT=/src/target
 readonly CACHE_REGISTRY_MOUNT=/usr/local/cargo/registry
 SEED_TARGET="${OMCP_SMOKE_SEED_TARGET-$ROOT/target/release}"
-SEED_REGISTRY="${OMCP_SMOKE_SEED_REGISTRY-${CARGO_HOME:-$HOME/.cargo}/registry}"
-readonly SEED_TARGET SEED_REGISTRY
+readonly SEED_TARGET
 
 log() { printf '[docker-smoke %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -127,6 +128,7 @@ export TMPDIR="$SCRATCH/tmp"
 
 STDIO_PID=""
 SEED_PID=""
+BG_PGIDS=() # background jobs (each its own process group): stopped on abort
 summary() {
     printf '\n== docker-smoke summary\n'
     printf 'image:                        %s\n' "$IMAGE"
@@ -145,10 +147,11 @@ cleanup() {
     local rc=$?
     set +e
     [ -z "$STDIO_PID" ] || kill "$STDIO_PID" 2>/dev/null
-    if [ -n "$SEED_PID" ]; then
-        kill "$SEED_PID" 2>/dev/null
-        wait "$SEED_PID" 2>/dev/null
-    fi
+    local pg
+    for pg in "${BG_PGIDS[@]}"; do
+        kill -- "-$pg" 2>/dev/null
+        wait "$pg" 2>/dev/null
+    done
     if podman container exists "$NAME" 2>/dev/null; then
         if [ "$rc" -ne 0 ]; then
             log "container log (last 30 lines):"
@@ -180,8 +183,8 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'ABORTED="interrupted (SIGINT)"; exit 130' INT
+trap 'ABORTED="terminated (SIGTERM)"; exit 143' TERM
 
 have_image() { podman image exists "$1" 2>/dev/null; }
 
@@ -191,8 +194,16 @@ have_image() { podman image exists "$1" 2>/dev/null; }
 # finds there what an earlier build left. A fresh storage has nothing, so the seed puts
 # there what this machine's own `cargo test --release` / `cargo build --release` of the
 # same crate with the same toolchain already compiled. cargo decides, unit by unit, by
-# its fingerprints (package, version, features, profile, rustc version): matching
+# its fingerprints (package, version, features, profile, rustc version, and the absolute
+# path of a dependency's sources, i.e. $CARGO_HOME/registry/src/...): matching
 # dependency artifacts are reused, anything else is rebuilt as it would be anyway.
+#
+# That source path is why the local rust base image sets CARGO_HOME to the path the
+# seed was built with (read from the seed's dep-info files; /root/.cargo for root), made
+# a symlink to /usr/local/cargo: cargo, the registry (the Dockerfile's cache mount at
+# /usr/local/cargo/registry) and every file stay where the official image has them, only
+# the name cargo uses for them matches the host's. With CARGO_HOME=/usr/local/cargo
+# verbatim, cargo would find every seeded fingerprint stale and compile everything.
 #
 # Copies only (cp -a, a reflink where the filesystem has them), never hard links: the
 # container build writes into these folders and must never touch the host's files.
@@ -232,6 +243,19 @@ seed_caches() { # runs in the background while the base images are made
     echo "$((SECONDS - t0))" >"$SCRATCH/seed.secs"
 }
 
+seed_cargo_home() { # the CARGO_HOME the seed was built with (empty: not found)
+    { grep -rhoE -m1 --include='*.d' '/[^ :]*/registry/src/index\.crates\.io-[0-9a-f]+/' \
+        "$SEED_TARGET/deps" 2>/dev/null || true; } \
+        | sed -n '1 { s#/registry/src/.*##; /^\/[A-Za-z0-9._\/-]*$/p; }'
+}
+SEED_CARGO_HOME=""
+if [ -n "$SEED_TARGET" ] && [ -d "$SEED_TARGET/deps" ]; then
+    SEED_CARGO_HOME="$(seed_cargo_home)"
+fi
+# The registry seed: the one the seed target was built with, else this user's.
+SEED_REGISTRY="${OMCP_SMOKE_SEED_REGISTRY-${SEED_CARGO_HOME:-${CARGO_HOME:-$HOME/.cargo}}/registry}"
+readonly SEED_CARGO_HOME SEED_REGISTRY
+
 if [ -e "$CACHE_ROOT$CACHE_TARGET_MOUNT/release" ]; then
     log "cargo cache mounts already filled by an earlier build in $SCRATCH: not seeding"
 elif ! grep -q "type=cache,target=${CACHE_TARGET_MOUNT}[, ]" "$ROOT/Dockerfile" \
@@ -241,8 +265,12 @@ elif [ -z "$SEED_TARGET" ] || [ ! -d "$SEED_TARGET/deps" ]; then
     log "no cargo release build to seed from (${SEED_TARGET:-seeding off}): the image build compiles every dependency"
 else
     log "seeding the cargo cache mounts from $SEED_TARGET and ${SEED_REGISTRY:-(no registry)} (copies, in the background)"
+    # In its own process group (set -m), so that an abort stops its cp as well.
+    set -m
     seed_caches &
     SEED_PID=$!
+    set +m
+    BG_PGIDS+=("$SEED_PID")
 fi
 
 # ------------------------------------------------------------- base images --
@@ -308,12 +336,16 @@ if ! have_image "$SLIM_BASE" || ! have_image "$RUST_BASE"; then
     "$toolchain/bin/rustc" --version | grep -q '^rustc 1\.9[5-9]\|^rustc 1\.[1-9][0-9][0-9]' \
         || die "toolchain $toolchain is older than Rust 1.95"
     t0=$SECONDS
+    set -m # each in its own process group, so that an abort stops debootstrap as well
     bootstrap "$SCRATCH/rootfs/slim" --slim &
     slim_pid=$!
     bootstrap "$SCRATCH/rootfs/rust" --include=ca-certificates,curl,gcc,libc6-dev,binutils &
     rust_pid=$!
+    set +m
+    BG_PGIDS+=("$slim_pid" "$rust_pid")
     wait "$slim_pid" || die "debootstrap (slim) failed"
     wait "$rust_pid" || die "debootstrap (rust) failed"
+    BG_PGIDS=(${SEED_PID:+"$SEED_PID"})
     DEBOOTSTRAP_SECS=$((SECONDS - t0))
     log "debootstrap done in $DEBOOTSTRAP_SECS s"
 
@@ -330,9 +362,23 @@ if ! have_image "$SLIM_BASE" || ! have_image "$RUST_BASE"; then
         ln -sf "/usr/local/rustup/toolchains/$(basename "$toolchain")/bin/$(basename "$b")" \
             "$SCRATCH/rootfs/rust/usr/local/cargo/bin/$(basename "$b")"
     done
+    # CARGO_HOME: /usr/local/cargo, named as the seed's cargo home (see "cargo cache seed").
+    image_cargo_home=/usr/local/cargo
+    case "$SEED_CARGO_HOME" in
+        "" | /usr/local/cargo | /usr/local/cargo/* | /usr | /usr/* | /etc | /etc/* | /bin | /bin/* | /lib* | /sbin*) ;;
+        /*)
+            if [ ! -e "$SCRATCH/rootfs/rust$SEED_CARGO_HOME" ]; then
+                mkdir -p "$SCRATCH/rootfs/rust$(dirname "$SEED_CARGO_HOME")"
+                ln -s /usr/local/cargo "$SCRATCH/rootfs/rust$SEED_CARGO_HOME"
+                image_cargo_home="$SEED_CARGO_HOME"
+            fi
+            ;;
+    esac
+    [ "$image_cargo_home" = /usr/local/cargo ] \
+        || log "rust base image: CARGO_HOME=$image_cargo_home (a symlink to /usr/local/cargo)"
     import_as "$SCRATCH/rootfs/rust" "$RUST_BASE" \
         --change 'ENV RUSTUP_HOME=/usr/local/rustup' \
-        --change 'ENV CARGO_HOME=/usr/local/cargo' \
+        --change "ENV CARGO_HOME=$image_cargo_home" \
         --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'CMD ["bash"]'
     rm -rf "$SCRATCH/rootfs"
@@ -342,10 +388,17 @@ else
     log "base images already in $SCRATCH"
 fi
 
+if [ -n "$SEED_PID" ] && [ -n "$SEED_CARGO_HOME" ]; then
+    img_home="$(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$RUST_BASE" \
+        | sed -n 's/^CARGO_HOME=//p')"
+    [ "$img_home" = "$SEED_CARGO_HOME" ] \
+        || log "note: $RUST_BASE has CARGO_HOME=$img_home but the seed was built with $SEED_CARGO_HOME: cargo will not reuse it"
+fi
 if [ -n "$SEED_PID" ]; then
     wait_start=$SECONDS
     wait "$SEED_PID" || die "seeding the cargo cache mounts failed"
     SEED_PID=""
+    BG_PGIDS=()
     SEED_SECS="$(cat "$SCRATCH/seed.secs")"
     SEED_SIZE="$(du -sh "$CACHE_ROOT" | cut -f1)B copied"
     log "cargo cache mounts seeded in $SEED_SECS s ($SEED_SIZE, waited $((SECONDS - wait_start)) s for it)"
@@ -427,9 +480,11 @@ log "starting $NAME on 127.0.0.1:$PORT"
 start_ns=$(date +%s%N)
 # --health-interval=disable: podman schedules HEALTHCHECK with systemd timers, and this
 # machine may have no systemd; the probe is run by hand below (podman healthcheck run).
+# podman 4.3 still logs "unable to get systemd connection" errors for those timers:
+# its stderr goes to $SCRATCH/podman.log, shown only when a step fails.
 podman run -d --name "$NAME" "${HARDENING[@]}" --health-interval=disable \
-    -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null \
-    || die "podman run failed"
+    -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null 2>>"$SCRATCH/podman.log" \
+    || { cat "$SCRATCH/podman.log" >&2; die "podman run failed"; }
 
 run_req() { # run_req JSON -> response body (fails on non-2xx)
     curl -fsS --max-time 30 -H 'Content-Type: application/json' --data-binary "$1" "$BASE/run"
@@ -573,7 +628,7 @@ fi
 
 # ------------------------------------------------------------------ SIGTERM --
 stop_start=$SECONDS
-podman stop -t 10 "$NAME" >/dev/null
+podman stop -t 10 "$NAME" >/dev/null 2>>"$SCRATCH/podman.log" || cat "$SCRATCH/podman.log" >&2
 stop_secs=$((SECONDS - stop_start))
 exit_code="$(podman container inspect -f '{{.State.ExitCode}}' "$NAME")"
 if [ "$stop_secs" -lt 5 ] && [ "$exit_code" = 0 ]; then
