@@ -23,19 +23,20 @@ pub struct RunRequest {
     #[serde(default)]
     pub stdin: Option<String>,
     /// Wall-clock limit in milliseconds; more than the server's limit means the server's.
-    #[serde(default)]
-    #[schemars(range(min = 1))]
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::at_least_one")]
     pub timeout_ms: Option<u64>,
     /// Instruction budget (fuel units); more than the server's means the server's.
-    #[serde(default)]
-    #[schemars(range(min = 1))]
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::at_least_one")]
     pub fuel: Option<u64>,
     /// Memory limit in MiB; more than the server's means the server's.
-    #[serde(default)]
-    #[schemars(range(min = 1))]
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::at_least_one")]
     pub memory_mb: Option<u64>,
     /// Limit on stdout + stderr bytes; more than the server's means the server's.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::non_negative")]
     pub max_output_bytes: Option<u64>,
 }
 
@@ -61,8 +62,8 @@ pub struct RunPythonArgs {
     #[serde(default)]
     pub stdin: Option<String>,
     /// Wall-clock limit in milliseconds; more than the server's limit means the server's.
-    #[serde(default)]
-    #[schemars(range(min = 1))]
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::at_least_one")]
     pub timeout_ms: Option<u64>,
 }
 
@@ -72,6 +73,43 @@ impl RunPythonArgs {
             timeout_ms: self.timeout_ms,
             ..LimitRequest::default()
         }
+    }
+}
+
+/// A limit as clients write it: `2000`, but also `2000.0` (JSON Schema's `integer` includes
+/// it, and Python's and JavaScript's encoders produce it) or a number beyond `u64` (which,
+/// like any value above the server's limit, means the server's limit). Fractions and
+/// negative numbers are refused.
+mod limit_number {
+    use schemars::{Schema, SchemaGenerator, json_schema};
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u64>, D::Error> {
+        let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        if let Some(n) = number.as_u64() {
+            return Ok(Some(n));
+        }
+        match number.as_f64() {
+            Some(f) if f >= 0.0 && f.fract() == 0.0 => {
+                // `as` saturates: anything from 2^64 up becomes u64::MAX.
+                Ok(Some(f as u64))
+            }
+            _ => Err(D::Error::custom(format_args!(
+                "invalid value: {number}, expected a non-negative integer"
+            ))),
+        }
+    }
+
+    pub fn at_least_one(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["integer", "null"], "minimum": 1 })
+    }
+
+    pub fn non_negative(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["integer", "null"], "minimum": 0 })
     }
 }
 
@@ -112,6 +150,43 @@ impl From<Outcome> for RunResponse {
             truncated: outcome.truncated,
             duration_ms: (outcome.duration.as_secs_f64() * 1e6).round() / 1e3,
             fuel_used: outcome.fuel_used,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(json: &str) -> Result<RunRequest, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn limits_accept_integral_numbers_in_any_spelling() {
+        let r = decode(r#"{"code": "1", "timeout_ms": 2000.0, "fuel": 1e30, "memory_mb": 64}"#)
+            .unwrap();
+        assert_eq!(r.timeout_ms, Some(2000));
+        assert_eq!(r.fuel, Some(u64::MAX));
+        assert_eq!(r.memory_mb, Some(64));
+        let r =
+            decode(r#"{"code": "1", "max_output_bytes": 123456789012345678901234567890}"#).unwrap();
+        assert_eq!(r.max_output_bytes, Some(u64::MAX));
+        let r = decode(r#"{"code": "1", "timeout_ms": null}"#).unwrap();
+        assert_eq!(r.timeout_ms, None);
+    }
+
+    #[test]
+    fn limits_refuse_fractions_negatives_and_other_types() {
+        for bad in [
+            r#"{"code": "1", "timeout_ms": 1.5}"#,
+            r#"{"code": "1", "fuel": -1}"#,
+            r#"{"code": "1", "memory_mb": -0.5}"#,
+            r#"{"code": "1", "timeout_ms": "100"}"#,
+            r#"{"code": "1", "timeout_ms": [1]}"#,
+        ] {
+            let err = decode(bad).unwrap_err();
+            assert!(err.is_data(), "{bad}: {err}");
         }
     }
 }

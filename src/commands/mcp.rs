@@ -1,9 +1,9 @@
 //! `omcp-sandbox mcp`: the MCP tool handler served over stdio, for desktop agents and IDEs.
 //! stdout carries only protocol messages; logs go to stderr (set up in `main`).
 //!
-//! Between the pipes and rmcp sits a small framing layer: rmcp silently drops a line that
-//! is not JSON, but JSON-RPC asks for a parse error (-32700) so the client learns its frame
-//! was lost. The layer answers those itself and passes every other line through untouched.
+//! Between the pipes and rmcp sits a small framing layer: each line is checked by
+//! `mcp::frame` (bad frames are answered there, with the caller's id when it has one), and
+//! only valid messages reach rmcp.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,12 +11,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use futures::{SinkExt, StreamExt};
 use rmcp::ServiceExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
+use tokio_util::codec::{
+    AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead, FramedWrite, LinesCodec,
+};
 
 use crate::cli::McpArgs;
 use crate::mcp::SandboxTools;
+use crate::mcp::frame::{Frame, Refusal, check_frame};
 use crate::sandbox::Sandbox;
 
 /// Longest accepted line: code and stdin at their limits, JSON-escaped, plus the envelope.
@@ -49,47 +52,36 @@ pub fn main(args: McpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// stdin -> rmcp, line by line; lines that are not a JSON object get an error answer.
+/// stdin -> rmcp, line by line; lines that are not a valid message get an error answer.
 async fn forward_stdin(
     mut to_rmcp: tokio::io::DuplexStream,
     errors: tokio::sync::mpsc::Sender<String>,
 ) {
+    // Lines as bytes, not `String`s: a line that is not UTF-8 must cost the client one
+    // error answer, not the session.
     let mut lines = FramedRead::new(
         tokio::io::stdin(),
-        LinesCodec::new_with_max_length(MAX_LINE),
+        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_LINE),
     );
     while let Some(line) = lines.next().await {
-        let line = match line {
-            Ok(line) => line,
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
-                let _ = errors
-                    .send(error_frame(
-                        -32600,
-                        "message exceeds the maximum frame size",
-                    ))
-                    .await;
-                continue;
-            }
-            Err(LinesCodecError::Io(err)) => {
+        let verdict = match &line {
+            Ok(line) => check_frame(line),
+            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => Frame::Refused(Refusal::new(
+                Value::Null,
+                -32600,
+                "message exceeds the maximum frame size",
+            )),
+            Err(AnyDelimiterCodecError::Io(err)) => {
                 tracing::warn!("reading stdin failed: {err}");
                 break;
             }
         };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let problem = match serde_json::from_str::<Value>(&line) {
-            Err(err) => Some(error_frame(-32700, &format!("parse error: {err}"))),
-            // Batches were removed from MCP in 2025-06-18.
-            Ok(Value::Array(_)) => Some(error_frame(-32600, "batches are not supported")),
-            Ok(Value::Object(_)) => None,
-            Ok(_) => Some(error_frame(-32600, "a JSON-RPC message must be an object")),
-        };
-        match problem {
-            Some(frame) => {
-                let _ = errors.send(frame).await;
+        match verdict {
+            Frame::Blank => {}
+            Frame::Refused(refusal) => {
+                let _ = errors.send(refusal.to_json()).await;
             }
-            None => {
+            Frame::Valid(line) => {
                 if to_rmcp.write_all(line.as_bytes()).await.is_err()
                     || to_rmcp.write_all(b"\n").await.is_err()
                 {
@@ -121,8 +113,4 @@ async fn write_stdout(
         }
     }
     let _ = SinkExt::<String>::flush(&mut stdout).await;
-}
-
-fn error_frame(code: i64, message: &str) -> String {
-    json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}).to_string()
 }

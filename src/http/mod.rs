@@ -35,6 +35,7 @@ pub use server::{Connections, ServeOptions};
 
 use crate::api::{RunRequest, RunResponse};
 use crate::mcp::SandboxTools;
+use crate::mcp::frame::{self, Frame};
 use crate::sandbox::{PYTHON_VERSION, RunError, Sandbox, WASMTIME_VERSION};
 
 /// Shared by every request handler.
@@ -127,17 +128,26 @@ impl ApiError {
                 rejection.body_text()
             ));
         }
-        // The body timeout (a tower layer) surfaces as a body error somewhere down the chain.
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        Self::from_body_error(&rejection)
+            .unwrap_or_else(|| ApiError::InvalidRequest(rejection.body_text()))
+    }
+
+    /// The body limit and the body timeout (tower layers) surface as a body error somewhere
+    /// down the chain.
+    fn from_body_error(err: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        let mut source = Some(err);
         while let Some(err) = source {
             if err.is::<tower_http::timeout::TimeoutError>() {
-                return ApiError::BodyTimeout(
+                return Some(ApiError::BodyTimeout(
                     "the request body did not arrive within the server's body timeout".into(),
-                );
+                ));
+            }
+            if err.is::<http_body_util::LengthLimitError>() {
+                return Some(ApiError::TooLarge(format!("request body too large: {err}")));
             }
             source = err.source();
         }
-        ApiError::InvalidRequest(rejection.body_text())
+        None
     }
 }
 
@@ -230,6 +240,10 @@ pub fn app(state: AppState) -> Router {
         Arc::new(LocalSessionManager::default()),
         mcp_config,
     );
+    let mcp = tower::Layer::layer(
+        &axum::middleware::from_fn_with_state(body_limit, check_mcp_frame),
+        mcp,
+    );
 
     let guarded = Router::new()
         .route("/run", post(run))
@@ -309,6 +323,55 @@ pub struct LoadHealth {
     pub connections: u64,
     /// Connections closed at accept because `max_connections` was reached, since start.
     pub connections_refused: u64,
+}
+
+/// `POST /mcp`: read the body here (under the same limit and timeout as `/run`, with the
+/// same JSON answers) and check the JSON-RPC frame before rmcp sees it (`mcp::frame`).
+/// A request whose only fault is its params is still a request, answered like any other
+/// with a JSON-RPC error (200); anything else is not a valid message, and the streamable
+/// HTTP transport asks for a 400 then.
+async fn check_mcp_frame(
+    State(body_limit): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, body_limit).await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            let refusal = ApiError::from_body_error(&err).unwrap_or_else(|| {
+                ApiError::InvalidRequest(format!("failed to read the request body: {err}"))
+            });
+            return refusal.into_response();
+        }
+    };
+    let refusal = match frame::check_frame(&bytes) {
+        Frame::Valid(_) => {
+            let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            return next.run(request).await;
+        }
+        Frame::Blank => {
+            frame::Refusal::new(serde_json::Value::Null, -32700, "parse error: empty body")
+        }
+        Frame::Refused(refusal) => refusal,
+    };
+    let status = if refusal.code == -32602 {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        refusal.to_json(),
+    )
+        .into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {

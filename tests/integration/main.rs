@@ -4,11 +4,13 @@
 mod adversarial;
 mod cancellation;
 mod cli;
+mod connections;
 mod helpers;
 mod http_api;
 mod isolation;
 mod limits;
 mod mcp_clients;
 mod mcp_protocol;
+mod openapi;
 mod snapshot;
 mod values;

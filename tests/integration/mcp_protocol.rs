@@ -370,3 +370,256 @@ async fn bearer_token_guards_run_and_mcp_but_not_healthz() {
     let response = server.healthz().await;
     assert_eq!(response.status(), 200);
 }
+
+/// A tiny deterministic generator, so a failing frame can be reproduced from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Frames a fuzzer would send: valid messages (each with its own id) cut short, with bytes
+/// flipped or inserted (not always UTF-8), with ids, methods, params or the version of the
+/// wrong type, batched, or nested deeply. Never a newline inside a frame.
+fn mutated_frames(seed: u64, count: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng(seed);
+    let mut frames = Vec::new();
+    for n in 0..count {
+        let id = 100 + n as i64;
+        let base = match rng.below(5) {
+            0 => json!({"jsonrpc": "2.0", "id": id, "method": "ping"}),
+            1 => json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {}}),
+            2 => json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                        "params": {"name": "run_python", "arguments": {"code": "1+1"}}}),
+            3 => json!({"jsonrpc": "2.0", "id": id, "method": "resources/list"}),
+            _ => json!({"jsonrpc": "2.0", "id": id, "method": "initialize",
+                        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                   "clientInfo": {"name": "fuzz", "version": "1"}}}),
+        };
+        let odd_values = [
+            json!(null),
+            json!(true),
+            json!(-1),
+            json!(1.5),
+            json!("x"),
+            json!([]),
+            json!({}),
+            json!(5),
+            json!(u64::MAX),
+            json!("\u{0}"),
+        ];
+        let mut frame = match rng.below(9) {
+            0 => {
+                let text = base.to_string().into_bytes();
+                let cut = rng.below(text.len());
+                text[..cut].to_vec()
+            }
+            1 => {
+                let mut text = base.to_string().into_bytes();
+                for _ in 0..=rng.below(4) {
+                    let at = rng.below(text.len());
+                    text[at] = rng.next() as u8;
+                }
+                text
+            }
+            2 => {
+                let mut text = base.to_string().into_bytes();
+                let at = rng.below(text.len());
+                let junk: Vec<u8> = (0..=rng.below(8)).map(|_| rng.next() as u8).collect();
+                text.splice(at..at, junk);
+                text
+            }
+            3 => {
+                let mut v = base.clone();
+                v["id"] = odd_values[rng.below(odd_values.len())].clone();
+                if rng.below(4) == 0 {
+                    // A number no 64-bit type holds.
+                    return_huge_id(&v)
+                } else {
+                    v.to_string().into_bytes()
+                }
+            }
+            4 => {
+                let mut v = base.clone();
+                v["method"] = odd_values[rng.below(odd_values.len())].clone();
+                v.to_string().into_bytes()
+            }
+            5 => {
+                let mut v = base.clone();
+                v["params"] = odd_values[rng.below(odd_values.len())].clone();
+                v.to_string().into_bytes()
+            }
+            6 => json!([base.clone(), base]).to_string().into_bytes(),
+            7 => {
+                let depth = 50 + rng.below(5000);
+                let mut text = "[".repeat(depth);
+                text.push_str(&"]".repeat(depth));
+                text.into_bytes()
+            }
+            _ => {
+                let mut v = base.clone();
+                v["jsonrpc"] = odd_values[rng.below(odd_values.len())].clone();
+                v.to_string().into_bytes()
+            }
+        };
+        for b in frame.iter_mut() {
+            if *b == b'\n' {
+                *b = b' ';
+            }
+        }
+        frames.push(frame);
+    }
+    frames
+}
+
+fn return_huge_id(v: &Value) -> Vec<u8> {
+    let mut v = v.clone();
+    v["id"] = json!("HUGE");
+    v.to_string()
+        .replace("\"HUGE\"", "123456789012345678901234567890")
+        .into_bytes()
+}
+
+/// The ids of frames that are well-formed requests: each of these must get an answer.
+fn owed_answer(frame: &[u8]) -> Option<i64> {
+    let v: Value = serde_json::from_slice(frame).ok()?;
+    let method = v.get("method")?.as_str()?;
+    if v.get("jsonrpc")? != "2.0" || method.starts_with("notifications/") {
+        return None;
+    }
+    v.get("id")?.as_i64()
+}
+
+/// Every line the server writes is a JSON-RPC response: an object, version 2.0, an id that
+/// is a number, a string or null, and exactly one of result and error (with an integer code).
+fn assert_json_rpc_answer(answer: &Value) {
+    assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+    assert!(
+        matches!(
+            answer.get("id"),
+            Some(Value::Number(_) | Value::String(_) | Value::Null)
+        ),
+        "id missing or of a bad type: {answer}"
+    );
+    let has_result = answer.get("result").is_some();
+    let has_error = answer.get("error").is_some();
+    assert!(has_result != has_error, "{answer}");
+    if has_error {
+        assert!(answer["error"]["code"].is_i64(), "{answer}");
+    }
+}
+
+#[test]
+fn stdio_survives_mutated_frames_and_answers_every_request() {
+    let mut mcp = Stdio_::start();
+    mcp.request(INIT);
+    mcp.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let frames = mutated_frames(0x5eed_0001, 300);
+    let mut owed = std::collections::BTreeSet::new();
+    let mut answers = Vec::new();
+    for (n, frame) in frames.iter().enumerate() {
+        owed.extend(owed_answer(frame));
+        mcp.stdin.write_all(frame).unwrap();
+        mcp.stdin.write_all(b"\n").unwrap();
+        // A ping after every frame proves the session survived it.
+        let ping_id = 1_000_000 + n as i64;
+        let pong = mcp.recv_until_id(
+            &format!(r#"{{"jsonrpc":"2.0","id":{ping_id},"method":"ping"}}"#),
+            ping_id,
+        );
+        assert!(pong["result"].is_object(), "after frame {n}: {pong}");
+        answers.append(&mut mcp.skipped);
+    }
+    // Answers to tool calls may trail; one last round trip after a pause collects them.
+    std::thread::sleep(Duration::from_millis(500));
+    mcp.recv_until_id(
+        r#"{"jsonrpc":"2.0","id":2000000,"method":"ping"}"#,
+        2_000_000,
+    );
+    answers.append(&mut mcp.skipped);
+
+    answers.iter().for_each(assert_json_rpc_answer);
+    let answered: std::collections::BTreeSet<i64> =
+        answers.iter().filter_map(|a| a["id"].as_i64()).collect();
+    let lost: Vec<_> = owed.difference(&answered).collect();
+    assert!(lost.is_empty(), "requests never answered: {lost:?}");
+    eprintln!(
+        "stdio: {} mutated frames, {} answers, {} requests owed an answer, all answered",
+        frames.len(),
+        answers.len(),
+        owed.len()
+    );
+}
+
+#[tokio::test]
+async fn http_survives_mutated_frames() {
+    let server = Server::start();
+    let (_, session, _) = post_mcp(&server, INIT, None, &[]).await;
+    let session = session.expect("a session id");
+    post_mcp(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        Some(&session),
+        &[],
+    )
+    .await;
+    let frames = mutated_frames(0x5eed_0002, 150);
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for (n, frame) in frames.iter().enumerate() {
+        let response = server
+            .client
+            .post(server.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(frame.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        *statuses.entry(status).or_default() += 1;
+        let text = response.text().await.unwrap();
+        let shown = String::from_utf8_lossy(frame);
+        assert!(status < 500, "frame {n} {shown:?} -> {status} {text}");
+        if let Some(id) = owed_answer(frame) {
+            // A well-formed request gets its answer (result or error) with its own id.
+            let answer = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .find(|l| l.starts_with('{'))
+                .unwrap_or(text.trim());
+            let answer: Value = serde_json::from_str(answer)
+                .unwrap_or_else(|e| panic!("frame {n} {shown:?} -> {status} {text:?}: {e}"));
+            assert_json_rpc_answer(&answer);
+            assert_eq!(answer["id"], id, "frame {n} {shown:?}");
+        }
+        let (_, _, pong) = post_mcp(
+            &server,
+            r#"{"jsonrpc":"2.0","id":999999,"method":"ping"}"#,
+            Some(&session),
+            &[],
+        )
+        .await;
+        assert!(
+            pong["result"].is_object(),
+            "after frame {n} {shown:?}: {pong}"
+        );
+    }
+    eprintln!(
+        "http: {} mutated frames, statuses {statuses:?}",
+        frames.len()
+    );
+    server.assert_healthy().await;
+}

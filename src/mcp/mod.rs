@@ -6,6 +6,8 @@
 //! `isError: true` (the model can read the traceback and fix its code); malformed arguments
 //! and refusals before running (busy, too large) are JSON-RPC errors.
 
+pub mod frame;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

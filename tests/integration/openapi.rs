@@ -1,0 +1,84 @@
+//! `GET /openapi.json`, and schemathesis (installed by tests/prepare.sh) fuzzing the HTTP API
+//! from it: no 5xx, every answer as documented (status, content type, headers, schema),
+//! schema-valid requests accepted, invalid ones refused.
+
+use std::process::Command;
+
+use crate::helpers::{Server, repo};
+
+#[tokio::test]
+async fn the_document_describes_the_api_as_served() {
+    let server = Server::start_with(&["--timeout-ms", "3000"]);
+    let response = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let doc: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let run = &doc["paths"]["/run"]["post"];
+    for status in ["200", "400", "408", "413", "422", "503"] {
+        assert!(run["responses"][status].is_object(), "no {status} in {run}");
+    }
+    // The live limits are quoted.
+    let description = doc["info"]["description"].as_str().unwrap();
+    assert!(description.contains("3000 ms"), "{description}");
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["RunResponse"]["required"],
+        serde_json::json!([
+            "result",
+            "output",
+            "error",
+            "stderr",
+            "exit_code",
+            "stopped",
+            "truncated",
+            "duration_ms",
+            "fuel_used"
+        ])
+    );
+    assert!(doc["paths"]["/mcp"].is_null(), "MCP has its own spec");
+}
+
+#[test]
+fn schemathesis_finds_nothing() {
+    let st = repo().join(".cache/clients/schemathesis/bin/st");
+    assert!(
+        st.is_file(),
+        "{st:?} missing: run tests/prepare.sh (installs schemathesis locally)"
+    );
+    // Short limits keep the runs of generated code (and limits) quick.
+    let server = Server::start_with(&["--timeout-ms", "2000", "--memory-mb", "64"]);
+    let workdir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis");
+    std::fs::create_dir_all(&workdir).unwrap();
+    let output = Command::new(&st)
+        .args(["run", &server.url("/openapi.json")])
+        .args([
+            "--checks",
+            "all",
+            "--seed",
+            "20261127",
+            "--max-examples",
+            "150",
+        ])
+        .args(["--generation-database", "none", "--no-color"])
+        .args(["--request-timeout", "30", "--workers", "2"])
+        .current_dir(&workdir)
+        .output()
+        .expect("failed to run schemathesis");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("generated") || l.contains("issues found") || l.contains("Seed"))
+        .collect();
+    eprintln!("schemathesis: {}", summary.join(" | "));
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("No issues found"), "{stdout}");
+}
