@@ -85,6 +85,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
 
+    /// MCP sessions open at most; a new `initialize` beyond that gets a typed "busy"
+    /// (-32000, HTTP 503). Idle sessions close after 5 minutes.
+    #[arg(long, value_name = "N", default_value_t = 256, env = "OMCP_MAX_SESSIONS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_sessions: u64,
+
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 
@@ -212,6 +218,7 @@ impl ServeArgs {
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             body_timeout: Duration::from_millis(self.body_timeout_ms),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            max_sessions: usize::try_from(self.max_sessions).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_millis(self.limits.timeout_ms) + Duration::from_secs(5),
         }
     }

@@ -48,6 +48,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     pub options: ServeOptions,
     pub connections: Arc<Connections>,
+    /// The streamable HTTP transport's sessions (shared with the gate that caps them).
+    pub mcp_sessions: Arc<LocalSessionManager>,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
             guard: Arc::new(guard),
             shutdown: CancellationToken::new(),
             connections: Arc::new(Connections::new(options.max_connections)),
+            mcp_sessions: Arc::new(LocalSessionManager::default()),
             options,
         }
     }
@@ -235,13 +238,19 @@ pub fn app(state: AppState) -> Router {
         // flag); an empty list turns rmcp's own copy of that check off.
         .with_allowed_hosts(Vec::<String>::new())
         .with_max_request_body_bytes(body_limit);
+    let sessions = state.mcp_sessions.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(SandboxTools::new(sandbox.clone())),
-        Arc::new(LocalSessionManager::default()),
+        sessions.clone(),
         mcp_config,
     );
+    let gate = McpGate {
+        body_limit,
+        sessions,
+        max_sessions: state.options.max_sessions,
+    };
     let mcp = tower::Layer::layer(
-        &axum::middleware::from_fn_with_state(body_limit, check_mcp_frame),
+        &axum::middleware::from_fn_with_state(gate, check_mcp_frame),
         mcp,
     );
 
@@ -310,6 +319,7 @@ pub struct LimitsHealth {
     pub max_concurrency: u64,
     pub max_queue: u64,
     pub max_connections: u64,
+    pub max_sessions: u64,
 }
 
 /// What the server is doing right now.
@@ -323,15 +333,26 @@ pub struct LoadHealth {
     pub connections: u64,
     /// Connections closed at accept because `max_connections` was reached, since start.
     pub connections_refused: u64,
+    /// Open MCP sessions (streamable HTTP).
+    pub mcp_sessions: u64,
+}
+
+/// What `check_mcp_frame` needs.
+#[derive(Clone)]
+struct McpGate {
+    body_limit: usize,
+    sessions: Arc<LocalSessionManager>,
+    max_sessions: usize,
 }
 
 /// `POST /mcp`: read the body here (under the same limit and timeout as `/run`, with the
 /// same JSON answers) and check the JSON-RPC frame before rmcp sees it (`mcp::frame`).
 /// A request whose only fault is its params is still a request, answered like any other
 /// with a JSON-RPC error (200); anything else is not a valid message, and the streamable
-/// HTTP transport asks for a 400 then.
+/// HTTP transport asks for a 400 then. A new session beyond `max_sessions` gets a typed
+/// "busy" (503), like a run beyond the queue.
 async fn check_mcp_frame(
-    State(body_limit): State<usize>,
+    State(gate): State<McpGate>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -339,7 +360,7 @@ async fn check_mcp_frame(
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, body_limit).await {
+    let bytes = match axum::body::to_bytes(body, gate.body_limit).await {
         Ok(bytes) => bytes,
         Err(err) => {
             let refusal = ApiError::from_body_error(&err).unwrap_or_else(|| {
@@ -349,7 +370,35 @@ async fn check_mcp_frame(
         }
     };
     let refusal = match frame::check_frame(&bytes) {
-        Frame::Valid(_) => {
+        Frame::Valid(text) => {
+            let new_session = !parts.headers.contains_key("mcp-session-id");
+            if new_session && gate.sessions.sessions.read().await.len() >= gate.max_sessions {
+                let id = serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|m| m.get("id").cloned())
+                    .unwrap_or_default();
+                let refusal = frame::Refusal::new(
+                    id,
+                    -32000,
+                    format!(
+                        "the server has {} MCP sessions open, its limit; close one \
+                         (DELETE /mcp) or retry later",
+                        gate.max_sessions
+                    ),
+                );
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        ),
+                        (header::RETRY_AFTER, HeaderValue::from_static("5")),
+                    ],
+                    refusal.to_json(),
+                )
+                    .into_response();
+            }
             let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
             return next.run(request).await;
         }
@@ -396,12 +445,14 @@ async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
             max_concurrency: limits.max_concurrency as u64,
             max_queue: limits.max_queue as u64,
             max_connections: state.connections.max() as u64,
+            max_sessions: state.options.max_sessions as u64,
         },
         load: LoadHealth {
             running: state.sandbox.running() as u64,
             queued: state.sandbox.queued() as u64,
             connections: state.connections.open() as u64,
             connections_refused: state.connections.refused(),
+            mcp_sessions: state.mcp_sessions.sessions.read().await.len() as u64,
         },
     })
 }

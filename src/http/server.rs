@@ -31,6 +31,9 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
+    /// MCP sessions open at most (each holds a task and buffers until it is deleted or
+    /// idles out); `initialize` beyond that gets a typed "busy".
+    pub max_sessions: usize,
     /// How long shutdown waits for requests in flight before closing their connections.
     pub shutdown_grace: Duration,
 }
@@ -41,6 +44,7 @@ impl Default for ServeOptions {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_sessions: 256,
             shutdown_grace: Duration::from_secs(15),
         }
     }

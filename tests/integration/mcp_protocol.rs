@@ -623,3 +623,45 @@ async fn http_survives_mutated_frames() {
     );
     server.assert_healthy().await;
 }
+
+#[tokio::test]
+async fn sessions_beyond_the_cap_get_busy_until_one_closes() {
+    let server = Server::start_with(&["--max-sessions", "2"]);
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let (status, session, init) = post_mcp(&server, INIT, None, &[]).await;
+        assert_eq!(status, 200, "{init}");
+        sessions.push(session.expect("a session id"));
+    }
+    let (status, session, answer) = post_mcp(&server, INIT, None, &[]).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(session.is_none());
+    assert_eq!(error_code(&answer), -32000, "{answer}");
+    assert_eq!(
+        answer["id"], 1,
+        "the refusal carries the request's id: {answer}"
+    );
+    let health: Value = server.healthz().await.json().await.unwrap();
+    assert_eq!(health["load"]["mcp_sessions"], 2, "{health}");
+
+    // Existing sessions keep working, and closing one makes room.
+    let (_, _, pong) = post_mcp(
+        &server,
+        r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#,
+        Some(&sessions[0]),
+        &[],
+    )
+    .await;
+    assert!(pong["result"].is_object(), "{pong}");
+    let deleted = server
+        .client
+        .delete(server.url("/mcp"))
+        .header("mcp-session-id", &sessions[1])
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let (status, session, init) = post_mcp(&server, INIT, None, &[]).await;
+    assert_eq!(status, 200, "{init}");
+    assert!(session.is_some());
+}

@@ -1,0 +1,666 @@
+//! Load and fault tests, a test binary of their own so that nothing else competes for the
+//! CPU while they run (cargo runs test binaries one after another).
+//!
+//! - `mixed_hostile_load`: 4x the concurrency limit for `OMCP_LOAD_SECS` (default 60) of
+//!   normal and hostile runs over `/run` and `/mcp`, plus callers that hang up mid-run and a
+//!   crowd of slowloris connections. Every answer must be a success, a typed Python error,
+//!   a typed limit or a typed "busy"; the server-side time of accepted runs stays within
+//!   their time limit plus a margin; afterwards no run, queue place, connection, file
+//!   descriptor or thread is left behind, and RSS is within 10% of before.
+//! - `graceful_shutdown_under_load`: SIGTERM while runs are in flight: each finishes with a
+//!   whole answer, new connections are refused, the process exits 0.
+//!
+//! The figures are printed (`cargo test --release --test load -- --nocapture`); the only
+//! time bounds asserted are limit-enforcement margins, generous for a shared machine.
+
+#[path = "../integration/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+use helpers::Server;
+
+/// The server's concurrency limit; the load uses four times as many callers.
+const SLOTS: usize = 4;
+/// Allowed overrun of a run's time limit, measured by the server: the limit is enforced
+/// by a 5 ms epoch tick, the margin covers a loaded machine descheduling the process.
+const LIMIT_MARGIN_MS: f64 = 1000.0;
+
+/// What a snippet must end as.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    Result(i64),
+    Raises(&'static str),
+    Stopped(&'static str),
+}
+
+struct Case {
+    name: &'static str,
+    code: &'static str,
+    /// Extra request fields (limits).
+    limits: Value,
+    expect: Expect,
+    /// Only the time limit exists on the MCP tool; cases needing others stay on /run.
+    mcp: bool,
+}
+
+fn cases() -> Vec<Case> {
+    let case = |name, code, limits, expect, mcp| Case {
+        name,
+        code,
+        limits,
+        expect,
+        mcp,
+    };
+    vec![
+        case(
+            "normal",
+            "print(1+1)\n2+2",
+            json!({}),
+            Expect::Result(4),
+            true,
+        ),
+        case(
+            "compute",
+            "sum(i % 7 for i in range(200_000))",
+            json!({}),
+            Expect::Result(599_994),
+            true,
+        ),
+        case(
+            "exception",
+            "1/0",
+            json!({}),
+            Expect::Raises("ZeroDivisionError"),
+            true,
+        ),
+        case(
+            "recursion",
+            "def f(): return f()\nf()",
+            json!({}),
+            Expect::Raises("RecursionError"),
+            true,
+        ),
+        case(
+            "busy loop",
+            "while True: pass",
+            json!({"timeout_ms": 300}),
+            Expect::Stopped("timeout"),
+            true,
+        ),
+        case(
+            "sleep forever",
+            "import time\ntime.sleep(10**6)",
+            json!({"timeout_ms": 300}),
+            Expect::Stopped("timeout"),
+            true,
+        ),
+        case(
+            "fuel",
+            "while True: pass",
+            json!({"fuel": 20_000_000}),
+            Expect::Stopped("fuel"),
+            false,
+        ),
+        case(
+            "memory bomb",
+            "bytearray(10**9)",
+            json!({"memory_mb": 64}),
+            Expect::Stopped("memory"),
+            false,
+        ),
+        case(
+            "list growth",
+            "l = []\nwhile True: l.append([0] * 10000)",
+            json!({"memory_mb": 64}),
+            Expect::Stopped("memory"),
+            false,
+        ),
+        case(
+            "output flood",
+            "while True: print('x' * 1000)",
+            json!({"max_output_bytes": 20_000}),
+            Expect::Stopped("output"),
+            false,
+        ),
+        case(
+            "exit",
+            "import sys\nsys.exit(3)",
+            json!({}),
+            Expect::Stopped("exit"),
+            true,
+        ),
+    ]
+}
+
+/// Check one accepted answer (the /run body or the MCP structuredContent) against its case.
+fn check(case: &Case, answer: &Value) -> Result<(), String> {
+    let ok = match case.expect {
+        Expect::Result(n) => answer["result"] == n && answer["error"].is_null(),
+        Expect::Raises(name) => answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(name) && answer["stopped"].is_null()),
+        Expect::Stopped(stop) => answer["stopped"] == stop,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{}: unexpected answer {answer}", case.name))
+    }
+}
+
+fn limit_ms(case: &Case, server_timeout_ms: f64) -> f64 {
+    case.limits["timeout_ms"]
+        .as_f64()
+        .unwrap_or(server_timeout_ms)
+}
+
+#[derive(Default)]
+struct Tally {
+    /// Case name -> (server duration_ms, client round trip ms) of accepted runs.
+    accepted: BTreeMap<&'static str, Vec<(f64, f64)>>,
+    busy: usize,
+    hung_up: usize,
+    failures: Vec<String>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// One MCP session over streamable HTTP.
+struct Mcp {
+    client: reqwest::Client,
+    url: String,
+    session: String,
+}
+
+impl Mcp {
+    async fn open(server: &Server) -> Mcp {
+        let client = reqwest::Client::new();
+        let url = server.url("/mcp");
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "load", "version": "1"}}});
+        let response = client
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .await
+            .unwrap();
+        let session = response.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        response.text().await.unwrap();
+        let mcp = Mcp {
+            client,
+            url,
+            session,
+        };
+        mcp.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await
+            .unwrap();
+        mcp
+    }
+
+    async fn post(&self, message: &Value) -> Result<(u16, String), reqwest::Error> {
+        let response = self
+            .client
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(message)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
+    }
+
+    /// Call run_python; the JSON-RPC answer with `id`.
+    async fn call(&self, id: u64, case: &Case) -> Result<Value, String> {
+        let mut arguments = json!({"code": case.code});
+        if let Some(t) = case.limits.get("timeout_ms") {
+            arguments["timeout_ms"] = t.clone();
+        }
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "run_python", "arguments": arguments}});
+        let (status, body) = self.post(&message).await.map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("MCP tools/call answered HTTP {status}: {body}"));
+        }
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|m| m["id"] == id)
+            .ok_or_else(|| format!("no answer with id {id} in {body:?}"))
+    }
+}
+
+/// Hostile connections beside the load: `count` sockets that send half a request line and
+/// stall; each is replaced when the server's header timeout closes it.
+fn slowloris(
+    server: &Server,
+    count: usize,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let addr = server.addr;
+    tokio::spawn(async move {
+        let mut opened = 0;
+        let mut held = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            while held.len() < count {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+                    let _ = s.write_all(b"POST /run HTTP/1.1\r\nHost: 1").await;
+                    held.push(s);
+                    opened += 1;
+                }
+            }
+            // Drop the ones the server closed (a zero-byte read or an error).
+            let mut alive = Vec::new();
+            for s in held.drain(..) {
+                let mut buf = [0u8; 64];
+                match s.try_read(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => alive.push(s),
+                    _ => {}
+                }
+            }
+            held = alive;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        opened
+    })
+}
+
+async fn caller(
+    server: Arc<Server>,
+    worker: usize,
+    until: Instant,
+    tally: Arc<Mutex<Tally>>,
+    server_timeout_ms: f64,
+) {
+    let cases = cases();
+    let mcp = if worker % 4 == 3 {
+        Some(Mcp::open(&server).await)
+    } else {
+        None
+    };
+    let mut n = worker * 7;
+    let mut id = 1u64;
+    while Instant::now() < until {
+        n += 1;
+        // One call in 25 from /run callers hangs up mid-run.
+        if mcp.is_none() && n % 25 == 0 {
+            let impatient = reqwest::Client::new();
+            let _ = tokio::time::timeout(
+                Duration::from_millis(150),
+                impatient
+                    .post(server.url("/run"))
+                    .json(&json!({"code": "while True: pass", "timeout_ms": 5000}))
+                    .send(),
+            )
+            .await;
+            tally.lock().await.hung_up += 1;
+            continue;
+        }
+        let case = match &mcp {
+            Some(_) => {
+                let mcp_cases: Vec<&Case> = cases.iter().filter(|c| c.mcp).collect();
+                mcp_cases[n % mcp_cases.len()]
+            }
+            None => &cases[n % cases.len()],
+        };
+        let started = Instant::now();
+        let outcome: Result<Option<Value>, String> = match &mcp {
+            Some(mcp) => {
+                id += 1;
+                match mcp.call(id, case).await {
+                    Ok(answer) if answer["error"]["code"] == -32000 => Ok(None),
+                    Ok(answer) if answer["result"]["structuredContent"].is_object() => {
+                        Ok(Some(answer["result"]["structuredContent"].clone()))
+                    }
+                    Ok(answer) => Err(format!("{}: MCP answer {answer}", case.name)),
+                    Err(e) => Err(format!("{}: {e}", case.name)),
+                }
+            }
+            None => {
+                let mut body = case.limits.clone();
+                body["code"] = json!(case.code);
+                match server
+                    .client
+                    .post(server.url("/run"))
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let text = response.text().await.unwrap_or_default();
+                        match serde_json::from_str::<Value>(&text) {
+                            Ok(v) if status == 200 => Ok(Some(v)),
+                            Ok(v) if status == 503 && v["type"] == "busy" => Ok(None),
+                            _ => Err(format!("{}: HTTP {status} {text:?}", case.name)),
+                        }
+                    }
+                    Err(e) => Err(format!("{}: request failed: {e}", case.name)),
+                }
+            }
+        };
+        let round_trip = started.elapsed().as_secs_f64() * 1e3;
+        let mut t = tally.lock().await;
+        match outcome {
+            Ok(None) => {
+                t.busy += 1;
+                drop(t);
+                // A typed 503 asks for a retry; back off a little as a client would.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(Some(answer)) => {
+                if let Err(e) = check(case, &answer) {
+                    t.failures.push(e);
+                }
+                let duration = answer["duration_ms"].as_f64().unwrap_or(f64::NAN);
+                if duration > limit_ms(case, server_timeout_ms) + LIMIT_MARGIN_MS {
+                    t.failures.push(format!(
+                        "{}: ran {duration:.0} ms, limit {} ms",
+                        case.name,
+                        limit_ms(case, server_timeout_ms)
+                    ));
+                }
+                t.accepted
+                    .entry(case.name)
+                    .or_default()
+                    .push((duration, round_trip));
+            }
+            Err(e) => t.failures.push(e),
+        }
+    }
+}
+
+async fn run_load(server: &Arc<Server>, secs: u64, server_timeout_ms: f64) -> Tally {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let until = Instant::now() + Duration::from_secs(secs);
+    let callers: Vec<_> = (0..4 * SLOTS)
+        .map(|w| {
+            tokio::spawn(caller(
+                server.clone(),
+                w,
+                until,
+                tally.clone(),
+                server_timeout_ms,
+            ))
+        })
+        .collect();
+    for c in callers {
+        c.await.unwrap();
+    }
+    Arc::try_unwrap(tally).ok().unwrap().into_inner()
+}
+
+/// Wait until the server reports nothing running or queued (abandoned runs end at their
+/// own time limit at the latest).
+async fn settle(server: &Server) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health: Value = server.healthz().await.json().await.unwrap();
+        let load = &health["load"];
+        if load["running"] == 0 && load["queued"] == 0 && load["connections"].as_u64() <= Some(2) {
+            return load.clone();
+        }
+        assert!(Instant::now() < deadline, "server never settled: {load}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_hostile_load() {
+    let secs: u64 = std::env::var("OMCP_LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let server = Arc::new(Server::start_with(&[
+        "--max-concurrency",
+        &SLOTS.to_string(),
+        "--max-queue",
+        &SLOTS.to_string(),
+        "--header-timeout-ms",
+        "2000",
+    ]));
+    let pid = server.child.id();
+    let server_timeout_ms = 10_000.0;
+    let rss_start = proc_status(pid, "VmRSS:");
+
+    // Warm-up with the same load (slowloris crowd included): every pool slot, allocator
+    // arena, worker thread and connection buffer reaches its high-water mark once, so the
+    // "before" figure is the server's steady state rather than its first breath. Growth
+    // after that is what a leak would show.
+    let stop = Arc::new(AtomicBool::new(false));
+    let loris = slowloris(&server, 100, stop.clone());
+    let warm = run_load(&server, 10, server_timeout_ms).await;
+    stop.store(true, Ordering::Relaxed);
+    loris.await.unwrap();
+    assert!(warm.failures.is_empty(), "{:?}", warm.failures);
+    settle(&server).await;
+    let rss_before = proc_status(pid, "VmRSS:");
+    let fds_before = open_fds(pid);
+    let threads_before = proc_status(pid, "Threads:");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let loris = slowloris(&server, 100, stop.clone());
+    let started = Instant::now();
+    let tally = run_load(&server, secs, server_timeout_ms).await;
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let loris_opened = loris.await.unwrap();
+    let load_after = settle(&server).await;
+    let rss_after = proc_status(pid, "VmRSS:");
+    let fds_after = open_fds(pid);
+    let threads_after = proc_status(pid, "Threads:");
+
+    let accepted: usize = tally.accepted.values().map(Vec::len).sum();
+    eprintln!(
+        "\nload: {} callers ({}x the {SLOTS} slots) for {:.1} s: {accepted} runs accepted \
+         ({:.0}/s), {} typed busy answers, {} callers hung up mid-run, {} slowloris \
+         connections opened",
+        4 * SLOTS,
+        4,
+        elapsed.as_secs_f64(),
+        accepted as f64 / elapsed.as_secs_f64(),
+        tally.busy,
+        tally.hung_up,
+        loris_opened
+    );
+    eprintln!(
+        "{:<14} {:>6} {:>12} {:>12} {:>12} {:>12}",
+        "case", "runs", "server p50", "server p99", "client p50", "client p99"
+    );
+    for (name, samples) in &tally.accepted {
+        let mut server_ms: Vec<f64> = samples.iter().map(|s| s.0).collect();
+        let mut client_ms: Vec<f64> = samples.iter().map(|s| s.1).collect();
+        server_ms.sort_by(f64::total_cmp);
+        client_ms.sort_by(f64::total_cmp);
+        eprintln!(
+            "{name:<14} {:>6} {:>9.1} ms {:>9.1} ms {:>9.1} ms {:>9.1} ms",
+            samples.len(),
+            percentile(&server_ms, 50.0),
+            percentile(&server_ms, 99.0),
+            percentile(&client_ms, 50.0),
+            percentile(&client_ms, 99.0)
+        );
+    }
+    eprintln!(
+        "RSS: {} kB at start, {rss_before} kB after warm-up, {rss_after} kB after the load \
+         ({:+.1}%); fds {fds_before} -> {fds_after}; threads {threads_before} -> \
+         {threads_after}; after: {load_after}",
+        rss_start,
+        (rss_after as f64 / rss_before as f64 - 1.0) * 100.0
+    );
+
+    assert!(
+        tally.failures.is_empty(),
+        "{} bad answers, first ones: {:#?}",
+        tally.failures.len(),
+        &tally.failures[..tally.failures.len().min(10)]
+    );
+    for case in cases() {
+        assert!(
+            tally.accepted.get(case.name).is_some_and(|v| !v.is_empty()),
+            "case {} never ran",
+            case.name
+        );
+    }
+    assert!(
+        rss_after as f64 <= rss_before as f64 * 1.10,
+        "RSS grew more than 10%: {rss_before} kB -> {rss_after} kB"
+    );
+    assert!(
+        fds_after <= fds_before + 4,
+        "fds {fds_before} -> {fds_after}"
+    );
+    assert!(
+        threads_after <= threads_before + 2,
+        "threads {threads_before} -> {threads_after}"
+    );
+    server.assert_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_under_load() {
+    let server = Server::start_with(&["--max-concurrency", &SLOTS.to_string()]);
+    let pid = server.child.id();
+    let url = server.url("/run");
+    let term_sent = Arc::new(AtomicBool::new(false));
+
+    // Runs that are surely in flight when SIGTERM arrives: they sleep, then answer.
+    let slow: Vec<_> = (0..SLOTS)
+        .map(|i| {
+            let client = reqwest::Client::new();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let code = format!("import time\ntime.sleep(1.5)\n{i} + 40");
+                let response = client.post(url).json(&json!({"code": code})).send().await;
+                (i, response)
+            })
+        })
+        .collect();
+    // And a stream of short runs from other callers, before and after the signal.
+    let busy_callers: Vec<_> = (0..2 * SLOTS)
+        .map(|_| {
+            let url = url.clone();
+            let term_sent = term_sent.clone();
+            tokio::spawn(async move {
+                // A fresh connection per request, as a client after shutdown would have.
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap();
+                let (mut answered, mut refused) = (0, 0);
+                let until = Instant::now() + Duration::from_secs(4);
+                while Instant::now() < until {
+                    let sent_after_term = term_sent.load(Ordering::SeqCst);
+                    match client.post(&url).json(&json!({"code": "6*7"})).send().await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            // Headers arrived: the body must arrive whole.
+                            let body = response.text().await.expect("an answer cut off mid-body");
+                            let v: Value = serde_json::from_str(&body)
+                                .unwrap_or_else(|e| panic!("cut or bad body {body:?}: {e}"));
+                            assert!(
+                                (status == 200 && v["result"] == 42)
+                                    || (status == 503 && v["type"] == "busy"),
+                                "{status} {v}"
+                            );
+                            answered += 1;
+                        }
+                        Err(e) => {
+                            assert!(
+                                sent_after_term || term_sent.load(Ordering::SeqCst),
+                                "request failed before shutdown: {e}"
+                            );
+                            refused += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                (answered, refused)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    term_sent.store(true, Ordering::SeqCst);
+    let signalled = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+
+    for task in slow {
+        let (i, response) = task.await.unwrap();
+        let response = response.unwrap_or_else(|e| panic!("in-flight run {i} lost: {e}"));
+        assert_eq!(response.status(), 200);
+        let v: Value = response.json().await.expect("whole body");
+        assert_eq!(v["result"], i as i64 + 40, "{v}");
+    }
+    let (mut answered, mut refused) = (0, 0);
+    for task in busy_callers {
+        let (a, r) = task.await.unwrap();
+        answered += a;
+        refused += r;
+    }
+    // The process exits by itself, with status 0.
+    let mut server = server;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "\nshutdown: {SLOTS} in-flight runs answered whole; {answered} short runs answered, \
+         {refused} refused after SIGTERM; exited {status} {:?} after the signal",
+        signalled.elapsed()
+    );
+    assert!(status.success(), "{status}");
+    assert!(
+        refused > 0,
+        "new requests should be refused once shutdown began"
+    );
+}
