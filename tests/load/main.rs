@@ -321,7 +321,7 @@ async fn caller(
     while Instant::now() < until {
         n += 1;
         // One call in 25 from /run callers hangs up mid-run.
-        if mcp.is_none() && n % 25 == 0 {
+        if mcp.is_none() && n.is_multiple_of(25) {
             let impatient = reqwest::Client::new();
             let _ = tokio::time::timeout(
                 Duration::from_millis(150),
