@@ -28,6 +28,9 @@ use tokio::sync::Mutex;
 
 use helpers::Server;
 
+/// The two tests run one after the other: each measures a server that has the CPU to itself.
+static ALONE: Mutex<()> = Mutex::const_new(());
+
 /// The server's concurrency limit; the load uses four times as many callers.
 const SLOTS: usize = 4;
 /// Allowed overrun of a run's time limit, measured by the server: the limit is enforced
@@ -445,6 +448,7 @@ async fn settle(server: &Server) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mixed_hostile_load() {
+    let _alone = ALONE.lock().await;
     let secs: u64 = std::env::var("OMCP_LOAD_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -557,6 +561,7 @@ async fn mixed_hostile_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn graceful_shutdown_under_load() {
+    let _alone = ALONE.lock().await;
     let server = Server::start_with(&["--max-concurrency", &SLOTS.to_string()]);
     let pid = server.child.id();
     let url = server.url("/run");
