@@ -8,6 +8,8 @@
 //! it ended); 4xx/5xx mean the run did not happen.
 
 mod guard;
+mod health;
+mod mcp_gate;
 mod openapi;
 mod server;
 
@@ -31,12 +33,12 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use guard::Guard;
+pub use health::Health;
 pub use server::{Connections, ServeOptions};
 
 use crate::api::{RunRequest, RunResponse};
 use crate::mcp::SandboxTools;
-use crate::mcp::frame::{self, Frame};
-use crate::sandbox::{PYTHON_VERSION, RunError, Sandbox, WASMTIME_VERSION};
+use crate::sandbox::{RunError, Sandbox};
 
 /// Shared by every request handler.
 #[derive(Clone)]
@@ -244,13 +246,13 @@ pub fn app(state: AppState) -> Router {
         sessions.clone(),
         mcp_config,
     );
-    let gate = McpGate {
+    let gate = mcp_gate::McpGate {
         body_limit,
         sessions,
         max_sessions: state.options.max_sessions,
     };
     let mcp = tower::Layer::layer(
-        &axum::middleware::from_fn_with_state(gate, check_mcp_frame),
+        &axum::middleware::from_fn_with_state(gate, mcp_gate::check_mcp_frame),
         mcp,
     );
 
@@ -263,7 +265,7 @@ pub fn app(state: AppState) -> Router {
         ));
     Router::new()
         .merge(guarded)
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -282,179 +284,6 @@ async fn run(
     let job = state.sandbox.job(request.code, request.stdin, &limits)?;
     let outcome = state.sandbox.run(&job).await?;
     Ok(axum::Json(RunResponse::from(outcome)))
-}
-
-/// `GET /healthz`.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Health {
-    /// Always "ok" when the server answers: it loaded and self-tested its runtime at start.
-    pub status: String,
-    /// The server's version.
-    pub version: String,
-    pub runtime: RuntimeHealth,
-    /// The server's limits: the default for each run and the most a request may ask for.
-    pub limits: LimitsHealth,
-    pub load: LoadHealth,
-}
-
-/// The Python runtime the server loaded.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct RuntimeHealth {
-    pub python: String,
-    /// SHA-256 of the python.wasm in use.
-    pub sha256: String,
-    pub wasmtime: String,
-    /// "snapshot" (pre-initialised interpreter) or "cold" (CPython start-up per run).
-    pub start: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct LimitsHealth {
-    pub timeout_ms: u64,
-    pub fuel: u64,
-    pub memory_mb: u64,
-    pub max_output_bytes: u64,
-    pub max_code_bytes: u64,
-    pub max_stdin_bytes: u64,
-    pub max_concurrency: u64,
-    pub max_queue: u64,
-    pub max_connections: u64,
-    pub max_sessions: u64,
-}
-
-/// What the server is doing right now.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct LoadHealth {
-    /// Runs executing.
-    pub running: u64,
-    /// Runs waiting for a slot.
-    pub queued: u64,
-    /// Open HTTP connections (this one included).
-    pub connections: u64,
-    /// Connections closed at accept because `max_connections` was reached, since start.
-    pub connections_refused: u64,
-    /// Open MCP sessions (streamable HTTP).
-    pub mcp_sessions: u64,
-}
-
-/// What `check_mcp_frame` needs.
-#[derive(Clone)]
-struct McpGate {
-    body_limit: usize,
-    sessions: Arc<LocalSessionManager>,
-    max_sessions: usize,
-}
-
-/// `POST /mcp`: read the body here (under the same limit and timeout as `/run`, with the
-/// same JSON answers) and check the JSON-RPC frame before rmcp sees it (`mcp::frame`).
-/// A request whose only fault is its params is still a request, answered like any other
-/// with a JSON-RPC error (200); anything else is not a valid message, and the streamable
-/// HTTP transport asks for a 400 then. A new session beyond `max_sessions` gets a typed
-/// "busy" (503), like a run beyond the queue.
-async fn check_mcp_frame(
-    State(gate): State<McpGate>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if request.method() != axum::http::Method::POST {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, gate.body_limit).await {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            let refusal = ApiError::from_body_error(&err).unwrap_or_else(|| {
-                ApiError::InvalidRequest(format!("failed to read the request body: {err}"))
-            });
-            return refusal.into_response();
-        }
-    };
-    let refusal = match frame::check_frame(&bytes) {
-        Frame::Valid(text) => {
-            let new_session = !parts.headers.contains_key("mcp-session-id");
-            if new_session && gate.sessions.sessions.read().await.len() >= gate.max_sessions {
-                let id = serde_json::from_str::<serde_json::Value>(text)
-                    .ok()
-                    .and_then(|m| m.get("id").cloned())
-                    .unwrap_or_default();
-                let refusal = frame::Refusal::new(
-                    id,
-                    -32000,
-                    format!(
-                        "the server has {} MCP sessions open, its limit; close one \
-                         (DELETE /mcp) or retry later",
-                        gate.max_sessions
-                    ),
-                );
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [
-                        (
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/json"),
-                        ),
-                        (header::RETRY_AFTER, HeaderValue::from_static("5")),
-                    ],
-                    refusal.to_json(),
-                )
-                    .into_response();
-            }
-            let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
-            return next.run(request).await;
-        }
-        Frame::Blank => {
-            frame::Refusal::new(serde_json::Value::Null, -32700, "parse error: empty body")
-        }
-        Frame::Refused(refusal) => refusal,
-    };
-    let status = if refusal.code == -32602 {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        refusal.to_json(),
-    )
-        .into_response()
-}
-
-async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
-    let info = state.sandbox.info();
-    let limits = state.sandbox.limits();
-    axum::Json(Health {
-        status: "ok".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        runtime: RuntimeHealth {
-            python: PYTHON_VERSION.into(),
-            sha256: info.sha256.clone(),
-            wasmtime: WASMTIME_VERSION.into(),
-            start: info.start_mode.as_str().into(),
-        },
-        limits: LimitsHealth {
-            timeout_ms: limits.timeout.as_millis() as u64,
-            fuel: limits.fuel,
-            memory_mb: limits.memory_mb,
-            max_output_bytes: limits.max_output_bytes as u64,
-            max_code_bytes: limits.max_code_bytes as u64,
-            max_stdin_bytes: limits.max_stdin_bytes as u64,
-            max_concurrency: limits.max_concurrency as u64,
-            max_queue: limits.max_queue as u64,
-            max_connections: state.connections.max() as u64,
-            max_sessions: state.options.max_sessions as u64,
-        },
-        load: LoadHealth {
-            running: state.sandbox.running() as u64,
-            queued: state.sandbox.queued() as u64,
-            connections: state.connections.open() as u64,
-            connections_refused: state.connections.refused(),
-            mcp_sessions: state.mcp_sessions.sessions.read().await.len() as u64,
-        },
-    })
 }
 
 async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::Value> {

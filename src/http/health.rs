@@ -1,0 +1,96 @@
+//! `GET /healthz`: liveness, the runtime the server loaded, its limits and its load right
+//! now (runs, queue, connections, MCP sessions). Typed, so `/openapi.json` documents it.
+
+use axum::extract::State;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::AppState;
+use crate::sandbox::{PYTHON_VERSION, WASMTIME_VERSION};
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Health {
+    /// Always "ok" when the server answers: it loaded and self-tested its runtime at start.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+    pub runtime: RuntimeHealth,
+    /// The server's limits: the default for each run and the most a request may ask for.
+    pub limits: LimitsHealth,
+    pub load: LoadHealth,
+}
+
+/// The Python runtime the server loaded.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RuntimeHealth {
+    pub python: String,
+    /// SHA-256 of the python.wasm in use.
+    pub sha256: String,
+    pub wasmtime: String,
+    /// "snapshot" (pre-initialised interpreter) or "cold" (CPython start-up per run).
+    pub start: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LimitsHealth {
+    pub timeout_ms: u64,
+    pub fuel: u64,
+    pub memory_mb: u64,
+    pub max_output_bytes: u64,
+    pub max_code_bytes: u64,
+    pub max_stdin_bytes: u64,
+    pub max_concurrency: u64,
+    pub max_queue: u64,
+    pub max_connections: u64,
+    pub max_sessions: u64,
+}
+
+/// What the server is doing right now.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LoadHealth {
+    /// Runs executing.
+    pub running: u64,
+    /// Runs waiting for a slot.
+    pub queued: u64,
+    /// Open HTTP connections (this one included).
+    pub connections: u64,
+    /// Connections closed at accept because `max_connections` was reached, since start.
+    pub connections_refused: u64,
+    /// Open MCP sessions (streamable HTTP).
+    pub mcp_sessions: u64,
+}
+
+pub async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
+    let info = state.sandbox.info();
+    let limits = state.sandbox.limits();
+    axum::Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        runtime: RuntimeHealth {
+            python: PYTHON_VERSION.into(),
+            sha256: info.sha256.clone(),
+            wasmtime: WASMTIME_VERSION.into(),
+            start: info.start_mode.as_str().into(),
+        },
+        limits: LimitsHealth {
+            timeout_ms: limits.timeout.as_millis() as u64,
+            fuel: limits.fuel,
+            memory_mb: limits.memory_mb,
+            max_output_bytes: limits.max_output_bytes as u64,
+            max_code_bytes: limits.max_code_bytes as u64,
+            max_stdin_bytes: limits.max_stdin_bytes as u64,
+            max_concurrency: limits.max_concurrency as u64,
+            max_queue: limits.max_queue as u64,
+            max_connections: state.connections.max() as u64,
+            max_sessions: state.options.max_sessions as u64,
+        },
+        load: LoadHealth {
+            running: state.sandbox.running() as u64,
+            queued: state.sandbox.queued() as u64,
+            connections: state.connections.open() as u64,
+            connections_refused: state.connections.refused(),
+            mcp_sessions: state.mcp_sessions.sessions.read().await.len() as u64,
+        },
+    })
+}
