@@ -102,11 +102,14 @@ async fn write_stdout(
     let mut stdout = FramedWrite::new(tokio::io::stdout(), LinesCodec::new());
     loop {
         let line = tokio::select! {
+            // Error frames first: each answers a line read before whatever rmcp is
+            // answering at that moment, so answers stay close to the order of the requests.
+            biased;
+            Some(frame) = errors.recv() => frame,
             answer = answers.next() => match answer {
                 Some(Ok(line)) => line,
                 _ => break,
             },
-            Some(frame) = errors.recv() => frame,
         };
         if stdout.send(line).await.is_err() {
             break;

@@ -103,17 +103,13 @@ fn stdio_bad_input_gets_json_rpc_errors_and_the_server_lives_on() {
     .enumerate()
     {
         mcp.send(garbage);
-        let id = 20 + n as i64;
-        let pong = mcp.recv_until_id(
-            &format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#),
-            id,
-        );
+        let pong = mcp.ping(20 + n as i64);
         assert!(pong["result"].is_object(), "{pong}");
         errors.append(&mut mcp.skipped);
     }
     // Error frames and rmcp's answers reach stdout through two channels, so the last error
     // may trail its ping's answer: one more round trip collects it.
-    mcp.recv_until_id(r#"{"jsonrpc":"2.0","id":29,"method":"ping"}"#, 29);
+    mcp.ping(29);
     errors.append(&mut mcp.skipped);
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(
@@ -163,6 +159,14 @@ fn stdio_bad_input_gets_json_rpc_errors_and_the_server_lives_on() {
 impl Stdio_ {
     /// Send `line` and collect answers to earlier messages (in `skipped`) until the one
     /// with `id`.
+    /// A ping with `id`, answered after everything sent before it (collected in `skipped`).
+    fn ping(&mut self, id: i64) -> Value {
+        self.recv_until_id(
+            &format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#),
+            id,
+        )
+    }
+
     fn recv_until_id(&mut self, line: &str, id: i64) -> Value {
         self.send(line);
         loop {
@@ -532,20 +536,13 @@ fn stdio_survives_mutated_frames_and_answers_every_request() {
         mcp.stdin.write_all(frame).unwrap();
         mcp.stdin.write_all(b"\n").unwrap();
         // A ping after every frame proves the session survived it.
-        let ping_id = 1_000_000 + n as i64;
-        let pong = mcp.recv_until_id(
-            &format!(r#"{{"jsonrpc":"2.0","id":{ping_id},"method":"ping"}}"#),
-            ping_id,
-        );
+        let pong = mcp.ping(1_000_000 + n as i64);
         assert!(pong["result"].is_object(), "after frame {n}: {pong}");
         answers.append(&mut mcp.skipped);
     }
     // Answers to tool calls may trail; one last round trip after a pause collects them.
     std::thread::sleep(Duration::from_millis(500));
-    mcp.recv_until_id(
-        r#"{"jsonrpc":"2.0","id":2000000,"method":"ping"}"#,
-        2_000_000,
-    );
+    mcp.ping(2_000_000);
     answers.append(&mut mcp.skipped);
 
     answers.iter().for_each(assert_json_rpc_answer);
