@@ -9,6 +9,7 @@
 //! valid message goes to rmcp untouched.
 
 use rmcp::model::ClientJsonRpcMessage;
+use serde::de::Error as _;
 use serde_json::{Value, json};
 
 /// What to do with one line from the client.
@@ -55,6 +56,15 @@ pub fn check_frame(line: &[u8]) -> Frame<'_> {
     if text.trim().is_empty() {
         return Frame::Blank;
     }
+    // The common case, a valid message, is parsed once; only a frame that fails is parsed
+    // again, as plain JSON, to say what is wrong with it.
+    let err = match text.trim_start().starts_with('{') {
+        true => match serde_json::from_str::<ClientJsonRpcMessage>(text) {
+            Ok(_) => return Frame::Valid(text),
+            Err(err) => err,
+        },
+        false => serde_json::Error::custom("not an object"),
+    };
     let value = match serde_json::from_str::<Value>(text) {
         Ok(value) => value,
         Err(err) => {
@@ -73,9 +83,6 @@ pub fn check_frame(line: &[u8]) -> Frame<'_> {
             "a JSON-RPC message must be an object"
         };
         return Frame::Refused(Refusal::new(Value::Null, -32600, why));
-    };
-    let Err(err) = serde_json::from_value::<ClientJsonRpcMessage>(value.clone()) else {
-        return Frame::Valid(text);
     };
     // Answer with the caller's id when it is one JSON-RPC allows, so it can match the
     // error to its request; with all else well-formed, the parameters are what is wrong.
