@@ -27,6 +27,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+# wasmtime with one constant changed (vendor/README.md), via [patch.crates-io].
+COPY vendor ./vendor
 # The target dir is a cache mount (kept between builds, not in the layer), so the binary
 # is copied out of it in the same step. COPY keeps the files' mtimes, and cargo decides
 # freshness by mtime: a file edited while the previous build ran would look older than
