@@ -3,8 +3,9 @@
 # what happened in a JSON envelope that user output cannot forge.
 #
 # Protocol with the host (src/sandbox/run.rs):
-#   stdin  = one header line "omcp1 <marker hex> <code_len> <max_result>\n"
-#            + exactly code_len bytes of UTF-8 code + the caller's own stdin, untouched.
+#   stdin  = a header of exactly HEADER_LEN bytes, "omcp2 <marker hex> <code_len>
+#            <max_result>" padded with spaces and ending in "\n", then exactly code_len
+#            bytes of UTF-8 code, then the caller's own stdin, untouched.
 #   stdout = whatever the code prints, then the marker bytes in one write, then the
 #            envelope. The host's stream switches to envelope mode only on a write that
 #            equals the per-run random marker, so printed text can never become the result.
@@ -12,67 +13,69 @@
 #            The envelope carries the cell's own exit status (WASI cannot exit >= 126).
 #
 # Two ways in (src/sandbox/snapshot.rs):
-#   cold      `python -c DRIVER`: runs one cell at once.
-#   snapshot  `python -c DRIVER snapshot`: warms the interpreter, reports where `_omcp_run`
-#             lives and exits without finalising; the host snapshots that live interpreter
-#             and later calls `_omcp_run` directly in a fresh copy of it for every run.
+#   cold      `python -c DRIVER`: builds the driver and runs one cell at once.
+#   snapshot  `python -c DRIVER snapshot`: builds the driver, warms the interpreter, reports
+#             where `_omcp_run` (and the state of `random`) live and exits without
+#             finalising; the host snapshots that live interpreter and later calls
+#             `_omcp_run` directly in a fresh copy of it for every run, after writing a
+#             fresh random state into `random`'s generator (a snapshot would freeze it).
 #
+# Everything a run needs is looked up once, in `_omcp_driver`, not per run: at this build's
+# speed (CPython compiled at -O0) each attribute lookup and import statement costs
+# microseconds, and in a snapshot that work is paid once, at build time.
 # Start-up cost matters on the cold path: the driver imports only built-in C modules there.
 # `json`, `ast` and `traceback` are pure-Python packages that together cost more than the
 # interpreter's own start-up; `traceback` is imported only when there is an error to format.
-# The driver leaves no names behind in __main__ (it imports inside its functions).
 
-
-def _omcp_run():
-    import os
-
-    try:
-        _omcp_cell()
-    except BaseException:
-        pass
-    # Only reached when the cell broke the driver's own reporting (closed stdout, a
-    # builtin the driver needs replaced...): the host reads status 125 without an envelope
-    # as "no result could be reported".
-    os._exit(125)
-
-
-def _omcp_cell():
+def _omcp_driver():
     import _ast
     import builtins
     import os
     import sys
     from _json import encode_basestring as quote
 
-    # The cell may replace builtins; the driver keeps its own references.
-    (all, bool, compile, dict, eval, exec, float, int, isinstance, len, list, map,
-     memoryview, print, repr, str, type) = (
-        builtins.all, builtins.bool, builtins.compile, builtins.dict, builtins.eval,
+    # The cell may replace builtins or module attributes; the driver keeps its own.
+    (all, bool, bytes, compile, dict, exec, float, int, isinstance, len, list, map,
+     memoryview, object, print, repr, str, type) = (
+        builtins.all, builtins.bool, builtins.bytes, builtins.compile, builtins.dict,
         builtins.exec, builtins.float, builtins.int, builtins.isinstance, builtins.len,
-        builtins.list, builtins.map, builtins.memoryview, builtins.print, builtins.repr,
-        builtins.str, builtins.type)
+        builtins.list, builtins.map, builtins.memoryview, builtins.object, builtins.print,
+        builtins.repr, builtins.str, builtins.type)
+    (BaseException, SyntaxError, SystemExit, UnicodeEncodeError, ValueError) = (
+        builtins.BaseException, builtins.SyntaxError, builtins.SystemExit,
+        builtins.UnicodeEncodeError, builtins.ValueError)
+    read, write, _exit = os.read, os.write, os._exit
+    Expr, Assign, Name, Store = _ast.Expr, _ast.Assign, _ast.Name, _ast.Store
+    ONLY_AST = _ast.PyCF_ONLY_AST
+    modules = sys.modules
+    stdout, stderr = sys.stdout, sys.stderr
 
-    stdin = sys.stdin.buffer
-    magic, marker_hex, code_len, max_result = stdin.readline().split()
-    if magic != b"omcp1":
-        raise SystemExit("omcp driver: unexpected protocol header")
-    marker = bytes.fromhex(marker_hex.decode())
-    max_result = int(max_result)
-    code = stdin.read(int(code_len)).decode("utf-8")
-
+    HEADER_LEN = 96
     filename = "<cell>"
     MAX_FRAMES = 1000
+    # The cell's trailing expression is assigned to this name in the same compile as the
+    # rest of the cell (one compile instead of two), then taken out of the namespace.
+    RESULT_NAME = "__omcp_result__"
+    NO_RESULT = object()
 
     # The cell runs in __main__, like the REPL, so `import __main__`, pickling of
     # classes defined in the cell and `if __name__ == "__main__"` behave as expected.
-    main = sys.modules["__main__"]
-    scope = main.__dict__
-    for name in ("_omcp_run", "_omcp_cell", "_omcp_prepare"):
-        scope.pop(name, None)
+    scope = modules["__main__"].__dict__
     sys.argv = [""]
-    # A snapshot froze the PRNG state seeded when `random` was imported: reseed it from
-    # the OS so two runs never share a random sequence.
-    if "random" in sys.modules:
-        sys.modules["random"].seed()
+
+    def take(n):
+        # os.read on fd 0: no buffering layer reads ahead into the caller's own stdin.
+        data = read(0, n)
+        if len(data) == n:
+            return data
+        parts, got = [data], len(data)
+        while got < n:
+            more = read(0, n - got)
+            if not more:
+                raise SystemExit("omcp driver: input ended early")
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
 
     def is_json(value, depth=0):
         # Exact types only: a tuple or an int subclass (e.g. a bool-like enum) is shown
@@ -118,138 +121,183 @@ def _omcp_cell():
             return "[" + ", ".join(map(to_json, value)) + "]"
         return "{" + ", ".join(quote(k) + ": " + to_json(v) for k, v in value.items()) + "}"
 
-    def clip(text):
-        if len(text) > max_result:
-            envelope["truncated"] = True
-            return text[:max_result] + "\n[... truncated]"
-        return text
+    def split_cell(code):
+        # Parse once; a trailing expression statement becomes an assignment to
+        # RESULT_NAME (same source positions, so tracebacks are unchanged).
+        tree = compile(code, filename, "exec", ONLY_AST)
+        body = tree.body
+        if body and type(body[-1]) is Expr:
+            last = body[-1]
+            where = {"lineno": last.lineno, "col_offset": last.col_offset,
+                     "end_lineno": last.end_lineno, "end_col_offset": last.end_col_offset}
+            body[-1] = Assign([Name(RESULT_NAME, Store(), **where)], last.value, **where)
+            return tree, True
+        return tree, False
 
-    def formatted(exc, skip_driver_frame):
-        # Never let reporting an error fail the run: a program that exhausted memory or
-        # recursed ten million frames deep still gets a readable error.
+    def run():
         try:
-            return format_error(exc, skip_driver_frame)
-        except BaseException as failure:
-            reason = type(failure).__name__
-        exc.__traceback__ = None
-        if reason == "MemoryError" or type(exc).__name__ == "MemoryError":
-            # Out of memory: drop what the program left behind before retrying small.
-            scope.clear()
-            try:
-                import gc
-
-                gc.collect()
-            except BaseException:
-                pass
-        try:
-            text = "%s: %s" % (type(exc).__name__, exc)
+            cell()
         except BaseException:
-            text = type(exc).__name__
-        return clip(text + "\n(the traceback could not be formatted: %s)\n" % reason)
+            pass
+        # Only reached when the cell broke the driver's own reporting (closed stdout,
+        # a recursion limit hit inside the driver...): the host reads status 125 without
+        # an envelope as "no result could be reported".
+        _exit(125)
 
-    def format_error(exc, skip_driver_frame):
-        import linecache
-        import traceback
+    def cell():
+        magic, marker_hex, code_len, max_result = take(HEADER_LEN).split()
+        if magic != b"omcp2":
+            raise SystemExit("omcp driver: unexpected protocol header")
+        marker = bytes.fromhex(marker_hex.decode())
+        max_result = int(max_result)
+        code = take(int(code_len)).decode("utf-8")
+        for name in ("_omcp_run", "_omcp_driver", "_omcp_prepare"):
+            scope.pop(name, None)
 
-        # Tracebacks show the caller's own source lines, as they would from a file.
-        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        if not skip_driver_frame:
-            # Parse errors come from the compiler, not from a frame of the cell:
-            # show them the way `python file.py` does.
-            return clip("".join(traceback.format_exception_only(type(exc), exc)))
-        # Drop the driver's own frame (the exec/eval call) so only the caller's code
-        # and the library code it called appear.
-        tb = exc.__traceback__
-        if tb is not None and tb.tb_frame.f_code.co_filename != filename:
-            tb = tb.tb_next
-        # Walking millions of frames (deep recursion) would take longer than the run:
-        # show the outermost ones and say how deep it went.
-        depth, probe = 0, tb
-        while probe is not None and depth <= MAX_FRAMES:
-            depth, probe = depth + 1, probe.tb_next
-        if depth <= MAX_FRAMES:
-            return clip("".join(traceback.format_exception(type(exc), exc, tb)))
-        lines = traceback.format_exception(type(exc), exc, tb, limit=MAX_FRAMES)
-        lines.insert(-1, "  [... more than %d frames omitted]\n" % MAX_FRAMES)
-        return clip("".join(lines))
+        truncated = False
 
-    envelope = {"result": None, "has_result": False, "repr": None, "error": None,
-                "exit": False, "truncated": False}
-    exit_code = 0
-    try:
-        try:
-            tree = compile(code, filename, "exec", _ast.PyCF_ONLY_AST)
-        except (SyntaxError, ValueError) as exc:
-            envelope["error"] = formatted(exc, skip_driver_frame=False)
-            exit_code = 1
-        else:
-            last = None
-            if tree.body and isinstance(tree.body[-1], _ast.Expr):
-                last = _ast.Expression(tree.body.pop().value)
-            exec(compile(tree, filename, "exec"), scope)
-            if last is not None:
-                value = eval(compile(last, filename, "eval"), scope)
-                envelope["has_result"] = True
-                try:
-                    shown = repr(value)
-                except BaseException as exc:  # a hostile __repr__ must not hide the run
-                    shown = "<unrepresentable %s: %s>" % (type(value).__name__, type(exc).__name__)
-                text = to_json(value) if is_json(value) else None
-                if text is not None and len(text) <= max_result:
-                    envelope["result"] = text
-                else:
-                    envelope["result"] = quote(clip(shown))
-                envelope["repr"] = clip(shown)
-    except SystemExit as exc:
-        code_ = exc.code
-        if code_ is None:
-            exit_code = 0
-        elif isinstance(code_, int):
-            exit_code = int(code_)
-        else:
-            # Like the interpreter: a non-integer exit code is printed to stderr.
+        def clip(text):
+            nonlocal truncated
+            if len(text) > max_result:
+                truncated = True
+                return text[:max_result] + "\n[... truncated]"
+            return text
+
+        def formatted(exc, skip_driver_frame):
+            # Never let reporting an error fail the run: a program that exhausted memory
+            # or recursed ten million frames deep still gets a readable error.
             try:
-                print(code_, file=sys.stderr)
+                return format_error(exc, skip_driver_frame)
+            except BaseException as failure:
+                reason = type(failure).__name__
+            exc.__traceback__ = None
+            if reason == "MemoryError" or type(exc).__name__ == "MemoryError":
+                # Out of memory: drop what the program left behind before retrying small.
+                scope.clear()
+                try:
+                    import gc
+
+                    gc.collect()
+                except BaseException:
+                    pass
+            try:
+                text = "%s: %s" % (type(exc).__name__, exc)
+            except BaseException:
+                text = type(exc).__name__
+            return clip(text + "\n(the traceback could not be formatted: %s)\n" % reason)
+
+        def format_error(exc, skip_driver_frame):
+            import linecache
+            import traceback
+
+            # Tracebacks show the caller's own source lines, as they would from a file.
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            if not skip_driver_frame:
+                # Parse errors come from the compiler, not from a frame of the cell:
+                # show them the way `python file.py` does.
+                return clip("".join(traceback.format_exception_only(type(exc), exc)))
+            # Drop the driver's own frame (the exec call) so only the caller's code and
+            # the library code it called appear.
+            tb = exc.__traceback__
+            if tb is not None and tb.tb_frame.f_code.co_filename != filename:
+                tb = tb.tb_next
+            # Walking millions of frames (deep recursion) would take longer than the run:
+            # show the outermost ones and say how deep it went.
+            depth, probe = 0, tb
+            while probe is not None and depth <= MAX_FRAMES:
+                depth, probe = depth + 1, probe.tb_next
+            if depth <= MAX_FRAMES:
+                return clip("".join(traceback.format_exception(type(exc), exc, tb)))
+            lines = traceback.format_exception(type(exc), exc, tb, limit=MAX_FRAMES)
+            lines.insert(-1, "  [... more than %d frames omitted]\n" % MAX_FRAMES)
+            return clip("".join(lines))
+
+        result = shown = error = None
+        has_result = exited = False
+        exit_code = 0
+        try:
+            try:
+                tree, ends_in_expression = split_cell(code)
+            except (SyntaxError, ValueError) as exc:
+                error = formatted(exc, skip_driver_frame=False)
+                exit_code = 1
+            else:
+                exec(compile(tree, filename, "exec"), scope)
+                value = NO_RESULT
+                if ends_in_expression:
+                    value = scope.pop(RESULT_NAME, NO_RESULT)
+                if value is not NO_RESULT:
+                    has_result = True
+                    try:
+                        shown = repr(value)
+                    except BaseException as exc:  # a hostile __repr__ must not hide the run
+                        shown = "<unrepresentable %s: %s>" % (
+                            type(value).__name__, type(exc).__name__)
+                    text = to_json(value) if is_json(value) else None
+                    if text is not None and len(text) <= max_result:
+                        result = text
+                    else:
+                        result = quote(clip(shown))
+                    shown = clip(shown)
+        except SystemExit as exc:
+            code_ = exc.code
+            if code_ is None:
+                exit_code = 0
+            elif isinstance(code_, int):
+                exit_code = int(code_)
+            else:
+                # Like the interpreter: a non-integer exit code is printed to stderr.
+                try:
+                    print(code_, file=sys.stderr)
+                except BaseException:
+                    pass
+                exit_code = 1
+            exited = True
+        except BaseException as exc:
+            error = formatted(exc, skip_driver_frame=True)
+            exit_code = 1
+
+        # The interpreter's own streams write through (-u); a replacement the cell
+        # installed may buffer.
+        if sys.stdout is not stdout or sys.stderr is not stderr:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
             except BaseException:
                 pass
-            exit_code = 1
-        envelope["exit"] = True
-    except BaseException as exc:
-        envelope["error"] = formatted(exc, skip_driver_frame=True)
-        exit_code = 1
+        # "result" is already JSON text; "replace": a lone surrogate in an error message
+        # must not make the envelope unreadable.
+        payload = (
+            '{"result": %s, "has_result": %s, "repr": %s, "error": %s, "exit": %s, '
+            '"truncated": %s, "exit_code": %s}' % (
+                result or "null",
+                "true" if has_result else "false",
+                "null" if shown is None else quote(shown),
+                "null" if error is None else quote(error),
+                "true" if exited else "false",
+                "true" if truncated else "false",
+                int.__repr__(exit_code),
+            )
+        ).encode("utf-8", "replace")
+        write(1, marker)
+        view = memoryview(payload)
+        while view:
+            view = view[write(1, view):]
+        _exit(0)
 
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:
-        pass
-    envelope["exit_code"] = exit_code
-    # "result" is already JSON text; the rest are plain values.
-    fields = []
-    for key, value in envelope.items():
-        if key == "result":
-            fields.append('"result": ' + (value or "null"))
-        elif type(value) is str:
-            fields.append(quote(key) + ": " + quote(value))
-        else:
-            fields.append(quote(key) + ": " + to_json(value))
-    # "replace": a lone surrogate in an error message must not make the envelope unreadable.
-    payload = ("{" + ", ".join(fields) + "}").encode("utf-8", "replace")
-    os.write(1, marker)
-    view = memoryview(payload)
-    while view:
-        view = view[os.write(1, view):]
-    os._exit(0)
+    def warm():
+        # The first compile() of a kind is expensive: pay it in the snapshot.
+        tree, _ = split_cell("x = [i * 2 for i in range(3)]\nx")
+        exec(compile(tree, "<warm>", "exec"), {})
+
+    return run, warm
 
 
 def _omcp_prepare():
     import os
     import sys
 
-    # Import what the run path and common programs use, and compile once (the first
-    # compile() call is expensive), so every run starts with them warm.
-    import _ast
-    import _json
+    # Import what the run path and common programs use, so every run starts with them warm.
     import collections
     import datetime
     import decimal
@@ -267,13 +315,19 @@ def _omcp_prepare():
     import traceback
     import typing
 
-    compile("x = [i * 2 for i in range(3)]\nx", "<warm>", "exec", _ast.PyCF_ONLY_AST)
-    exec(compile("x = [i * 2 for i in range(3)]", "<warm>", "exec"), {})
+    run, warm = _omcp_driver()
+    sys.modules["__main__"].__dict__["_omcp_run"] = run
+    warm()
     traceback.format_exception(ValueError, ValueError("warm"), None)
-    # id() is the object's address in linear memory: the host calls the function through
-    # its type's tp_call slot, PyVectorcall_Call(callable, args, kwargs).
-    entry = sys.modules["__main__"].__dict__["_omcp_run"]
-    report = "omcp-snapshot %d %d %d\n" % (id(entry), id(type(entry)), id(()))
+    # id() is an object's address in linear memory. The host calls `run` through its
+    # type's tp_call slot, PyVectorcall_Call(callable, args, kwargs), and before each run
+    # overwrites the Mersenne Twister state of `random`'s shared generator (RandomObject:
+    # PyObject_HEAD, int index, uint32_t state[624]) with fresh random words; the first
+    # and last words and the index are reported so the host can check that layout.
+    rng = random._inst
+    state = rng.getstate()[1]
+    report = "omcp-snapshot %d %d %d %d %d %d %d\n" % (
+        id(run), id(type(run)), id(()), id(rng), state[0], state[623], state[624])
     os.write(1, report.encode())
     os._exit(0)
 
@@ -281,4 +335,4 @@ def _omcp_prepare():
 if __import__("sys").argv[1:] == ["snapshot"]:
     _omcp_prepare()
 else:
-    _omcp_run()
+    _omcp_driver()[0]()

@@ -22,6 +22,9 @@ use crate::outcome::{Ended, Outcome, Quoted, Stop, assemble};
 /// The in-guest driver (see driver.py for its protocol).
 pub const DRIVER: &str = include_str!("driver.py");
 
+/// Length of the protocol header the driver reads first (`HEADER_LEN` in driver.py).
+const HEADER_LEN: usize = 96;
+
 /// Fixed argv: isolated mode (no environment, no user site), unbuffered stdio so output
 /// written before a limit stops the run is not lost in a buffer, UTF-8 mode.
 pub const ARGV: [&str; 7] = ["python", "-I", "-u", "-X", "utf8", "-c", DRIVER];
@@ -126,15 +129,13 @@ pub fn new_store(
 pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Result<Outcome> {
     let started = Instant::now();
     let limits = job.limits;
+    // Page faults are the first thing to look at when runs get slower (see
+    // vendor/README.md); counted process-wide, so only meaningful one run at a time.
+    let faults_before = tracing::enabled!(tracing::Level::DEBUG).then(minor_faults);
 
     let mut marker = vec![0u8; 16];
     getrandom::fill(&mut marker).context("failed to get randomness for the envelope marker")?;
-    let header = format!(
-        "omcp1 {} {} {}\n",
-        hex::encode(&marker),
-        job.code.len(),
-        limits.max_output_bytes.max(1024)
-    );
+    let header = header(&marker, job.code.len(), limits.max_output_bytes.max(1024));
     let mut input = Vec::with_capacity(header.len() + job.code.len() + job.stdin.len());
     input.extend_from_slice(header.as_bytes());
     input.extend_from_slice(job.code.as_bytes());
@@ -175,7 +176,8 @@ pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Resu
     drop(store);
     tracing::debug!(
         called_us = called.as_micros() as u64,
-        dropped_us = started.elapsed().as_micros() as u64
+        dropped_us = started.elapsed().as_micros() as u64,
+        faults = faults_before.map(|before| minor_faults().saturating_sub(before)),
     );
 
     let ended = match execution {
@@ -193,6 +195,24 @@ pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Resu
     outcome.duration = started.elapsed();
     outcome.fuel_used = fuel_used;
     Ok(outcome)
+}
+
+/// Minor page faults of this process so far (0 where /proc is unavailable).
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) in parentheses; minflt is
+    // the 10th field of the line, the 8th after the name.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(7))
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The driver's protocol header: fixed length, so the driver reads it with one `os.read`
+/// and not a byte of the code or the caller's stdin after it.
+fn header(marker: &[u8], code_len: usize, max_result: usize) -> String {
+    let fields = format!("omcp2 {} {code_len} {max_result}", hex::encode(marker));
+    format!("{fields:<width$}\n", width = HEADER_LEN - 1)
 }
 
 fn classify_error(err: &wasmtime::Error, memory_refused: bool) -> Ended {
@@ -217,4 +237,23 @@ fn classify_error(err: &wasmtime::Error, memory_refused: bool) -> Ended {
         return Ended::Stopped(Stop::Memory, Some(text));
     }
     Ended::Stopped(Stop::Trap, Some(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_has_the_length_the_driver_reads() {
+        assert!(DRIVER.contains(&format!("HEADER_LEN = {HEADER_LEN}\n")));
+        let widest = header(&[0xff; 16], usize::MAX, usize::MAX);
+        assert_eq!(widest.len(), HEADER_LEN);
+        assert!(widest.ends_with('\n'));
+        let small = header(&[0; 16], 0, 1024);
+        assert_eq!(small.len(), HEADER_LEN);
+        assert_eq!(
+            small.split_whitespace().collect::<Vec<_>>(),
+            ["omcp2", "00000000000000000000000000000000", "0", "1024"]
+        );
+    }
 }

@@ -6,12 +6,18 @@
 //! running interpreter. So the snapshot is taken by hand:
 //! 1. instrument the module (wizer exports its globals and memory),
 //! 2. run `_start` with the driver in `snapshot` mode: it warms imports, reports the
-//!    addresses of its `_omcp_run` function object, of that object's type and of the empty
-//!    tuple, then leaves with `os._exit(0)` (no finalisation: the interpreter stays live),
+//!    addresses of its `_omcp_run` function object, of that object's type, of the empty
+//!    tuple and of `random`'s shared generator, then leaves with `os._exit(0)` (no
+//!    finalisation: the interpreter stays live),
 //! 3. rewind the shadow-stack pointer (global 0) to its value before `_start`, since the
 //!    frames below it are gone, and snapshot memory and globals,
 //! 4. export the function table, so the host can call the type's `tp_call` slot,
 //!    `PyVectorcall_Call(callable, args, kwargs)`, with the reported addresses.
+//!
+//! Before each call the host writes fresh random words into that generator's Mersenne
+//! Twister state: a snapshot would otherwise hand every run the same random sequence, and
+//! `random.seed()` in the guest costs more (2.5 KB from WASI plus the seeding loop) than
+//! the rest of a small run's set-up.
 //!
 //! This ties the snapshot to the exact python.wasm (pinned by SHA-256) and driver, both part
 //! of its cache key. A snapshot is self-tested before use; if anything fails the sandbox
@@ -30,18 +36,28 @@ const TABLE_EXPORT: &str = "omcp_table";
 /// ob_refcnt, ob_type, ob_size, then tp_name at 12 ... tp_hash at 60, tp_call at 64.
 const TP_NAME_OFFSET: usize = 12;
 const TP_CALL_OFFSET: usize = 64;
+/// `RandomObject` in CPython 3.12's _randommodule.c on wasm32: PyObject_HEAD (8 bytes),
+/// `int index`, `uint32_t state[624]`.
+const MT_INDEX_OFFSET: usize = 8;
+const MT_STATE_OFFSET: usize = 12;
+const MT_WORDS: usize = 624;
 
-/// Where to enter the snapshot: `table[table_index](callable, args, NULL)`.
+/// Where to enter the snapshot, `table[table_index](callable, args, NULL)`, and where the
+/// state of `random`'s generator lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryPoint {
     pub table_index: u32,
     pub callable: u32,
     pub args: u32,
+    /// Address of `random._inst` (a `RandomObject`).
+    pub rng: u32,
 }
 
 impl EntryPoint {
-    /// Call the driver's `_omcp_run` in `instance`. Like `_start`, it ends with `os._exit`.
+    /// Reseed `random`, then call the driver's `_omcp_run` in `instance`. Like `_start`,
+    /// the driver ends with `os._exit`.
     pub async fn call(&self, store: &mut Store<GuestState>, instance: &Instance) -> Result<()> {
+        self.reseed(store, instance)?;
         let table = instance
             .get_table(&mut *store, TABLE_EXPORT)
             .ok_or_else(|| format_err!("snapshot module does not export {TABLE_EXPORT:?}"))?;
@@ -57,6 +73,22 @@ impl EntryPoint {
         let mut result = [Val::I32(0)];
         func.call_async(&mut *store, &args, &mut result).await?;
         bail!("the driver returned instead of exiting")
+    }
+
+    /// Give this run's `random` a fresh state, as `random.seed()` would from os.urandom:
+    /// 624 random words with the index at the end (the next draw regenerates the block).
+    fn reseed(&self, store: &mut Store<GuestState>, instance: &Instance) -> Result<()> {
+        let memory = instance
+            .get_memory(&mut *store, "memory")
+            .ok_or_else(|| format_err!("snapshot module exports no memory"))?;
+        let mut fresh = [0u8; 4 + 4 * MT_WORDS];
+        fresh[..4].copy_from_slice(&(MT_WORDS as u32).to_le_bytes());
+        getrandom::fill(&mut fresh[4..]).map_err(|e| format_err!("no randomness: {e}"))?;
+        // As CPython's init_by_array does: the top bit of the first word makes sure the
+        // state is never all zero (the generator's one invalid state).
+        fresh[7] |= 0x80;
+        memory.write(&mut *store, self.rng as usize + MT_INDEX_OFFSET, &fresh)?;
+        Ok(())
     }
 }
 
@@ -109,7 +141,16 @@ pub async fn build(
         .map(str::parse)
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| format_err!("bad snapshot report {stdout:?}: {e}"))?;
-    let [callable, type_object, args] = report[..] else {
+    let [
+        callable,
+        type_object,
+        args,
+        rng,
+        first_word,
+        last_word,
+        index,
+    ] = report[..]
+    else {
         bail!("bad snapshot report {stdout:?}");
     };
 
@@ -134,6 +175,20 @@ pub async fn build(
         );
     }
     let table_index = word(type_object + TP_CALL_OFFSET)?;
+    // Check the RandomObject layout the same way: the words the guest reported from
+    // `random.getstate()` must be where the host will write fresh ones.
+    let rng_at = rng as usize;
+    let seen = (
+        word(rng_at + MT_INDEX_OFFSET)?,
+        word(rng_at + MT_STATE_OFFSET)?,
+        word(rng_at + MT_STATE_OFFSET + 4 * (MT_WORDS - 1))?,
+    );
+    if seen != (index, first_word, last_word) {
+        bail!(
+            "unexpected RandomObject layout: found {seen:?}, the guest reported {:?}",
+            (index, first_word, last_word)
+        );
+    }
 
     // `_start`'s frames are gone: the next call must start at the top of the stack.
     stack_pointer.set(&mut store, initial_sp)?;
@@ -146,45 +201,114 @@ pub async fn build(
             },
         )
         .await?;
-    let snapshot = export_table(&snapshot)?;
+    let snapshot = finish(&snapshot)?;
     Ok((
         snapshot,
         EntryPoint {
             table_index,
             callable,
             args,
+            rng,
         },
     ))
 }
 
-/// Copy `wasm`, adding an export of table 0 under [`TABLE_EXPORT`].
-fn export_table(wasm: &[u8]) -> Result<Vec<u8>> {
-    use wasm_encoder::{ExportKind, ExportSection, RawSection};
-    use wasmparser::{ExternalKind, Parser, Payload};
+/// Largest span of linear memory the snapshot's data may be merged over (zeros included).
+const MAX_MERGED_SPAN: u64 = 256 << 20;
+
+/// Copy `wasm` for use: export table 0 under [`TABLE_EXPORT`], and merge wizer's active
+/// data segments into one.
+///
+/// wizer writes the snapshot's memory as up to 10,000 data segments. wasmtime serves the
+/// memory itself from a copy-on-write image either way, but it still records every
+/// segment's address and length in each new instance's context: with 10,000 segments that
+/// was ~100 us of every run's instantiation. One segment spanning them all (zeros between
+/// them included) makes the same image.
+fn finish(wasm: &[u8]) -> Result<Vec<u8>> {
+    use wasm_encoder::{ConstExpr, ExportKind, ExportSection, RawSection};
+    use wasmparser::{DataKind, ExternalKind, Operator, Parser, Payload};
 
     let mut module = wasm_encoder::Module::new();
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload?;
-        if let Payload::ExportSection(reader) = &payload {
-            let mut exports = ExportSection::new();
-            for export in reader.clone() {
-                let export = export?;
-                let kind = match export.kind {
-                    ExternalKind::Func | ExternalKind::FuncExact => ExportKind::Func,
-                    ExternalKind::Table => ExportKind::Table,
-                    ExternalKind::Memory => ExportKind::Memory,
-                    ExternalKind::Global => ExportKind::Global,
-                    ExternalKind::Tag => ExportKind::Tag,
-                };
-                exports.export(export.name, kind, export.index);
+        match &payload {
+            Payload::ExportSection(reader) => {
+                let mut exports = ExportSection::new();
+                for export in reader.clone() {
+                    let export = export?;
+                    let kind = match export.kind {
+                        ExternalKind::Func | ExternalKind::FuncExact => ExportKind::Func,
+                        ExternalKind::Table => ExportKind::Table,
+                        ExternalKind::Memory => ExportKind::Memory,
+                        ExternalKind::Global => ExportKind::Global,
+                        ExternalKind::Tag => ExportKind::Tag,
+                    };
+                    exports.export(export.name, kind, export.index);
+                }
+                exports.export(TABLE_EXPORT, ExportKind::Table, 0);
+                module.section(&exports);
             }
-            exports.export(TABLE_EXPORT, ExportKind::Table, 0);
-            module.section(&exports);
-        } else if let Some((id, range)) = payload.as_section() {
-            module.section(&RawSection {
-                id,
-                data: &wasm[range],
-            });
+            Payload::DataSection(reader) => {
+                // Passive segments keep their place (and so their indices); active
+                // segments of memory 0 at constant offsets are collected and merged.
+                let mut section = wasm_encoder::DataSection::new();
+                let mut active: Vec<(u64, &[u8])> = Vec::new();
+                for segment in reader.clone() {
+                    let segment = segment?;
+                    match segment.kind {
+                        DataKind::Passive => {
+                            section.passive(segment.data.iter().copied());
+                        }
+                        DataKind::Active {
+                            memory_index: 0,
+                            offset_expr,
+                        } => {
+                            let mut ops = offset_expr.get_operators_reader();
+                            let (Operator::I32Const { value }, Operator::End) =
+                                (ops.read()?, ops.read()?)
+                            else {
+                                bail!("snapshot data segment with a non-constant offset");
+                            };
+                            active.push((u64::from(value.cast_unsigned()), segment.data));
+                        }
+                        DataKind::Active { .. } => {
+                            bail!("snapshot data segment for a memory other than 0");
+                        }
+                    }
+                }
+                // Copied in their original order: a later segment wins where two overlap,
+                // as when wasm instantiates them.
+                let start = active.iter().map(|&(offset, _)| offset).min().unwrap_or(0);
+                let end = active
+                    .iter()
+                    .map(|&(offset, data)| offset + data.len() as u64)
+                    .max()
+                    .unwrap_or(0);
+                if end - start > MAX_MERGED_SPAN {
+                    bail!("snapshot data spans {} bytes", end - start);
+                }
+                let mut merged = vec![0u8; (end - start) as usize];
+                for (offset, data) in &active {
+                    let at = (offset - start) as usize;
+                    merged[at..at + data.len()].copy_from_slice(data);
+                }
+                if !merged.is_empty() {
+                    let offset = ConstExpr::i32_const(u32::try_from(start)?.cast_signed());
+                    section.active(0, &offset, merged);
+                }
+                module.section(&section);
+            }
+            Payload::DataCountSection { .. } => {
+                bail!("snapshot has a data count section: merging its segments would break it");
+            }
+            _ => {
+                if let Some((id, range)) = payload.as_section() {
+                    module.section(&RawSection {
+                        id,
+                        data: &wasm[range],
+                    });
+                }
+            }
         }
     }
     Ok(module.finish())
