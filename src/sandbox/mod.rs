@@ -261,8 +261,14 @@ fn prepare_snapshot(
     options: &SandboxOptions,
 ) -> wasmtime::Result<(InstancePre<GuestState>, snapshot::EntryPoint)> {
     use sha2::{Digest, Sha256};
-    // The snapshot depends on the exact runtime and driver (and engine settings).
-    let key = hex::encode(Sha256::digest(format!("{}\n{}", wasm.sha256, run::DRIVER)));
+    // The snapshot depends on the exact runtime, the driver, how the host builds it (engine
+    // settings are in the file name too).
+    let key = hex::encode(Sha256::digest(format!(
+        "{}\n{}\n{}",
+        wasm.sha256,
+        snapshot::FORMAT,
+        run::DRIVER
+    )));
     let name = engine::cache_file_name(engine, "snapshot", &key);
     let (module, meta, source) =
         engine::load_cached(engine, options.cache_dir.as_deref(), &name, || {

@@ -30,6 +30,10 @@ use wasmtime_wizer::{WasmtimeWizer, Wizer};
 
 use super::run::{ARGV, Capture, GuestState, new_store};
 
+/// Version of how [`build`] makes a snapshot (part of its cache key): bump it with any
+/// change here that changes the module it writes.
+pub const FORMAT: u32 = 2;
+
 /// Name under which the snapshot module exports its function table.
 const TABLE_EXPORT: &str = "omcp_table";
 /// Offsets in CPython 3.12's `PyTypeObject` on wasm32 (4-byte pointers, no Py_TRACE_REFS):
@@ -216,14 +220,17 @@ pub async fn build(
 /// Largest span of linear memory the snapshot's data may be merged over (zeros included).
 const MAX_MERGED_SPAN: u64 = 256 << 20;
 
-/// Copy `wasm` for use: export table 0 under [`TABLE_EXPORT`], and merge wizer's active
-/// data segments into one.
+/// Copy `wasm` for use: export table 0 under [`TABLE_EXPORT`], and leave one data segment.
 ///
-/// wizer writes the snapshot's memory as up to 10,000 data segments. wasmtime serves the
-/// memory itself from a copy-on-write image either way, but it still records every
-/// segment's address and length in each new instance's context: with 10,000 segments that
-/// was ~100 us of every run's instantiation. One segment spanning them all (zeros between
-/// them included) makes the same image.
+/// wasmtime serves the memory from a copy-on-write image either way, but it records every
+/// data segment's address and length in each new instance's context, and this module had
+/// 34,000 of them: python.wasm's own 24,171 (its embedded files; wizer keeps them as empty
+/// passive segments, their contents being in the snapshot already) plus up to 10,000 that
+/// wizer writes for the snapshot. That was ~100 us of every run's instantiation.
+/// Passive segments are only reachable through `memory.init`/`data.drop`, which a module
+/// without a data count section cannot contain (validation requires it), so they are
+/// dropped; the active ones are merged into one spanning them all (zeros between them
+/// included), which makes the same image.
 fn finish(wasm: &[u8]) -> Result<Vec<u8>> {
     use wasm_encoder::{ConstExpr, ExportKind, ExportSection, RawSection};
     use wasmparser::{DataKind, ExternalKind, Operator, Parser, Payload};
@@ -249,16 +256,13 @@ fn finish(wasm: &[u8]) -> Result<Vec<u8>> {
                 module.section(&exports);
             }
             Payload::DataSection(reader) => {
-                // Passive segments keep their place (and so their indices); active
-                // segments of memory 0 at constant offsets are collected and merged.
                 let mut section = wasm_encoder::DataSection::new();
                 let mut active: Vec<(u64, &[u8])> = Vec::new();
                 for segment in reader.clone() {
                     let segment = segment?;
                     match segment.kind {
-                        DataKind::Passive => {
-                            section.passive(segment.data.iter().copied());
-                        }
+                        // Unreachable without a data count section (checked below).
+                        DataKind::Passive => {}
                         DataKind::Active {
                             memory_index: 0,
                             offset_expr,
