@@ -640,7 +640,9 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(engine, dict):
         for m in engine.get("modes", []):
             r = m["results"]
-            add(f"omcp-sandbox in-process engine ({m['load'].get('start_mode', m['label'])})", "ours",
+            start = m['load'].get('start_mode', m['label'])
+            label = m['label'] if m['label'].startswith(start) else f"{start}: {m['label']}"
+            add(f"omcp-sandbox in-process engine ({label})", "ours",
                 r["s1"], r["s2"], r["s1_concurrent"], "Sandbox::run, no HTTP (cargo bench)")
     wt = sec.get("wasmtime_py")
     if isinstance(wt, dict) and "s1" in wt:

@@ -67,24 +67,32 @@ struct Mode {
     options: SandboxOptions,
 }
 
-/// The modes to compare: CPython's own start-up in every run ("cold") and runs entered
-/// from a pre-initialised snapshot ("snapshot"). Another `SandboxOptions` variant becomes
-/// one more entry here; nothing else needs to change.
+/// The modes to compare: CPython's own start-up in every run ("cold"), runs entered from a
+/// pre-initialised snapshot ("snapshot"), and the same with every run metered by fuel
+/// ("snapshot+fuel", as with `--fuel`; the default meters only runs that ask). Another
+/// `SandboxOptions` variant becomes one more entry here; nothing else needs to change.
 fn modes(cache_dir: &Path) -> Vec<Mode> {
-    let options = |snapshot: bool| SandboxOptions {
+    let options = |snapshot: bool, meter_all: bool| SandboxOptions {
         python_wasm: None,
         cache_dir: Some(cache_dir.to_path_buf()),
-        limits: Limits::default(),
+        limits: Limits {
+            meter_all,
+            ..Limits::default()
+        },
         snapshot,
     };
     vec![
         Mode {
             label: "cold",
-            options: options(false),
+            options: options(false, false),
         },
         Mode {
             label: "snapshot",
-            options: options(true),
+            options: options(true, false),
+        },
+        Mode {
+            label: "snapshot+fuel",
+            options: options(true, true),
         },
     ]
 }

@@ -26,7 +26,9 @@ pub struct RunRequest {
     #[serde(default, deserialize_with = "limit_number::deserialize")]
     #[schemars(schema_with = "limit_number::at_least_one")]
     pub timeout_ms: Option<u64>,
-    /// Instruction budget (fuel units); more than the server's means the server's.
+    /// Instruction budget (fuel units); more than the server's means the server's. Setting
+    /// it meters the run (deterministic, but CPU-bound code runs ~15-25% slower); without
+    /// it the run is bounded by time alone, unless the server meters every run.
     #[serde(default, deserialize_with = "limit_number::deserialize")]
     #[schemars(schema_with = "limit_number::at_least_one")]
     pub fuel: Option<u64>,
@@ -134,8 +136,9 @@ pub struct RunResponse {
     pub truncated: bool,
     /// Time spent running, in milliseconds.
     pub duration_ms: f64,
-    /// Instructions (fuel units) used.
-    pub fuel_used: u64,
+    /// Instructions (fuel units) used; null when the run was not metered (it is only when
+    /// the request sets `fuel` or the server runs with `--fuel`).
+    pub fuel_used: Option<u64>,
 }
 
 impl From<Outcome> for RunResponse {

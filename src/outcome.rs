@@ -70,7 +70,8 @@ pub struct Outcome {
     /// Output (or the value or traceback) was cut at `max_output_bytes`.
     pub truncated: bool,
     pub duration: Duration,
-    pub fuel_used: u64,
+    /// Instructions used; `None` when the run was not metered.
+    pub fuel_used: Option<u64>,
 }
 
 /// The driver's report, as it writes it after the marker (see driver.py).

@@ -35,7 +35,10 @@ pub struct RuntimeHealth {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct LimitsHealth {
     pub timeout_ms: u64,
+    /// Fuel of a metered run, and the most a request may ask for.
     pub fuel: u64,
+    /// Whether every run is metered (`--fuel`), or only those that set `fuel`.
+    pub meter_all: bool,
     pub memory_mb: u64,
     pub max_output_bytes: u64,
     pub max_code_bytes: u64,
@@ -76,6 +79,7 @@ pub async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
         limits: LimitsHealth {
             timeout_ms: limits.timeout.as_millis() as u64,
             fuel: limits.fuel,
+            meter_all: limits.meter_all,
             memory_mb: limits.memory_mb,
             max_output_bytes: limits.max_output_bytes as u64,
             max_code_bytes: limits.max_code_bytes as u64,

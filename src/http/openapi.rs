@@ -38,15 +38,15 @@ pub fn document(limits: &Limits) -> Value {
         "Run untrusted Python 3.12 in a fresh WebAssembly sandbox per request.\n\n\
          A Python exception or a limit reached is a normal 200 answer (`error`, `stopped`); \
          4xx/5xx mean the code did not run. Limits of this server (the default for each run \
-         and the most a request may ask for): {} ms, {} fuel units, {} MiB of memory, {} \
-         bytes of output, {} bytes of code, {} bytes of stdin. MCP is served at `/mcp` \
-         (streamable HTTP) and is not described here.",
+         and the most a request may ask for): {} ms, {} MiB of memory, {} bytes of output, \
+         {} bytes of code, {} bytes of stdin; {}. MCP is served at `/mcp` (streamable HTTP) \
+         and is not described here.",
         limits.timeout.as_millis(),
-        limits.fuel,
         limits.memory_mb,
         limits.max_output_bytes,
         limits.max_code_bytes,
         limits.max_stdin_bytes,
+        limits.fuel_policy(),
     );
 
     json!({

@@ -144,11 +144,11 @@ impl ServerHandler for SandboxTools {
              interpreter: nothing persists between calls, so include all imports and \
              definitions in each call. The value of the last expression is returned as \
              `result` (like a notebook cell); printed text is in `output`. Limits per call: \
-             {} ms wall-clock, {} fuel units of CPU, {} MiB of memory, {} bytes of output.",
+             {} ms wall-clock, {} MiB of memory, {} bytes of output; {}.",
             limits.timeout.as_millis(),
-            limits.fuel,
             limits.memory_mb,
-            limits.max_output_bytes
+            limits.max_output_bytes,
+            limits.fuel_policy()
         );
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(

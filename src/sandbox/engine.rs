@@ -106,9 +106,10 @@ pub fn load_python_wasm(path: &Path) -> Result<PythonWasm> {
     })
 }
 
-/// The one engine configuration. Fuel and epochs both change generated code, so they are
-/// part of the compiled-module cache key (via `precompile_compatibility_hash`).
-pub fn new_engine(limits: &Limits) -> Result<Engine> {
+/// The engine configuration; `metered` adds fuel. Fuel and epochs both change generated
+/// code, so they are part of the compiled-module cache key (via
+/// `precompile_compatibility_hash`), and a sandbox keeps one engine of each kind.
+pub fn new_engine(limits: &Limits, metered: bool) -> Result<Engine> {
     let mut config = Config::new();
     // Instances come from a pool of pre-reserved slots whose memories are reset to the
     // module's copy-on-write image after each run, instead of being mapped and populated
@@ -136,8 +137,10 @@ pub fn new_engine(limits: &Limits) -> Result<Engine> {
         .table_keep_resident(KEEP_RESIDENT)
         .async_stack_keep_resident(2 << 20);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    // Fuel bounds instructions independently of how loaded the machine is.
-    config.consume_fuel(true);
+    // Fuel bounds instructions independently of how loaded the machine is, but the counting
+    // costs ~15-25% on CPU-bound code: only runs that ask for it (or a server started with
+    // --fuel) use the metered engine.
+    config.consume_fuel(metered);
     // Epochs let a CPU-bound guest yield every tick (see EPOCH_TICK) so the async timeout
     // around each run can fire and other requests keep being served.
     config.epoch_interruption(true);

@@ -5,6 +5,11 @@
 //! `Sandbox::load` does everything expensive once (verify the runtime, compile or load the
 //! cached module, link WASI); `Sandbox::run` is the per-request path: admit, instantiate a
 //! pristine interpreter, run, classify.
+//!
+//! There are two engines, each with its own compiled module and snapshot: a plain one
+//! (time, memory and output bounded) and a metered one (fuel on top), because counting
+//! instructions is compiled into the code and slows CPU-bound Python by ~15-25%. A run
+//! goes to the metered engine only when its limits carry fuel (see `limits`).
 
 mod engine;
 mod io;
@@ -25,7 +30,7 @@ pub use crate::outcome::{Outcome, Stop};
 pub use engine::{ModuleSource, PYTHON_VERSION, WASMTIME_VERSION, default_cache_dir};
 pub use run::Job;
 
-use crate::limits::{LimitError, LimitRequest, Limits};
+use crate::limits::{LimitError, LimitRequest, Limits, RunLimits};
 use run::{Entry, GuestState};
 
 /// How to build a sandbox.
@@ -83,9 +88,15 @@ pub enum RunError {
     Internal(#[from] anyhow::Error),
 }
 
-pub struct Sandbox {
+/// One engine's way into a fresh interpreter.
+struct Flavor {
     pre: InstancePre<GuestState>,
     entry: Entry,
+}
+
+pub struct Sandbox {
+    plain: Flavor,
+    metered: Flavor,
     limits: Limits,
     info: RuntimeInfo,
     slots: Arc<Semaphore>,
@@ -104,39 +115,26 @@ impl Sandbox {
         options.limits.validate().context("invalid limits")?;
         let path = engine::locate_python_wasm(options.python_wasm.as_deref())?;
         let wasm = engine::load_python_wasm(&path)?;
-        let engine = engine::new_engine(&options.limits)?;
-        let (module, module_source) =
-            engine::load_module(&engine, &wasm, options.cache_dir.as_deref())?;
-        let mut linker: Linker<GuestState> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, GuestState::wasi)
-            .context("failed to link WASI")?;
-        let cold = linker
-            .instantiate_pre(&module)
-            .context("python.wasm needs imports this host does not provide")?;
-        engine::spawn_epoch_ticker(engine.clone());
-        let (pre, entry) = match options.snapshot {
-            false => (cold, Entry::Cold),
-            true => match prepare_snapshot(&engine, &linker, &wasm, &options) {
-                Ok((pre, point)) => (pre, Entry::Snapshot(point)),
-                Err(err) => {
-                    tracing::warn!("snapshot unavailable, every run starts CPython cold: {err:#}");
-                    (cold, Entry::Cold)
-                }
-            },
-        };
+        let (plain, plain_source) = load_flavor(&wasm, &options, false)?;
+        let (metered, metered_source) = load_flavor(&wasm, &options, true)?;
+        let snapshot = |flavor: &Flavor| matches!(flavor.entry, Entry::Snapshot(_));
         let info = RuntimeInfo {
             python_wasm: path,
             sha256: wasm.sha256,
-            module_source,
+            module_source: match (plain_source, metered_source) {
+                (ModuleSource::Cache, ModuleSource::Cache) => ModuleSource::Cache,
+                _ => ModuleSource::Compiled,
+            },
             load_time: started.elapsed(),
-            start_mode: match entry {
-                Entry::Cold => StartMode::Cold,
-                Entry::Snapshot(_) => StartMode::Snapshot,
+            // "snapshot" only if every run gets one, metered or not.
+            start_mode: match snapshot(&plain) && snapshot(&metered) {
+                true => StartMode::Snapshot,
+                false => StartMode::Cold,
             },
         };
         Ok(Sandbox {
-            pre,
-            entry,
+            plain,
+            metered,
             slots: Arc::new(Semaphore::new(options.limits.max_concurrency)),
             limits: options.limits,
             info,
@@ -194,7 +192,11 @@ impl Sandbox {
     /// queue bound). Dropping the returned future cancels the run and frees its slot.
     pub async fn run(&self, job: &Job) -> Result<Outcome, RunError> {
         let _slot = self.admit(job.limits.timeout).await?;
-        let outcome = run::run(&self.pre, self.entry, job)
+        let flavor = match job.limits.fuel {
+            Some(_) => &self.metered,
+            None => &self.plain,
+        };
+        let outcome = run::run(&flavor.pre, flavor.entry, job)
             .await
             .map_err(|e| RunError::Internal(into_anyhow(e)))?;
         tracing::info!(
@@ -253,12 +255,46 @@ impl Drop for QueueSpot<'_> {
     }
 }
 
+/// One engine (`metered`: with fuel), its compiled module, and its snapshot if asked for
+/// and it passes its self-test (otherwise cold starts, with a warning).
+fn load_flavor(
+    wasm: &engine::PythonWasm,
+    options: &SandboxOptions,
+    metered: bool,
+) -> wasmtime::Result<(Flavor, ModuleSource)> {
+    use wasmtime::error::Context as _;
+    let engine = engine::new_engine(&options.limits, metered)?;
+    let (module, module_source) = engine::load_module(&engine, wasm, options.cache_dir.as_deref())?;
+    let mut linker: Linker<GuestState> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, GuestState::wasi)
+        .context("failed to link WASI")?;
+    let cold = linker
+        .instantiate_pre(&module)
+        .context("python.wasm needs imports this host does not provide")?;
+    engine::spawn_epoch_ticker(engine.clone());
+    let kind = if metered { "metered" } else { "plain" };
+    let (pre, entry) = match options.snapshot {
+        false => (cold, Entry::Cold),
+        true => match prepare_snapshot(&engine, &linker, wasm, options, metered) {
+            Ok((pre, point)) => (pre, Entry::Snapshot(point)),
+            Err(err) => {
+                tracing::warn!(
+                    "snapshot unavailable, every {kind} run starts CPython cold: {err:#}"
+                );
+                (cold, Entry::Cold)
+            }
+        },
+    };
+    Ok((Flavor { pre, entry }, module_source))
+}
+
 /// Load the snapshot from the cache or build it (once), then prove it before use.
 fn prepare_snapshot(
     engine: &wasmtime::Engine,
     linker: &Linker<GuestState>,
     wasm: &engine::PythonWasm,
     options: &SandboxOptions,
+    metered: bool,
 ) -> wasmtime::Result<(InstancePre<GuestState>, snapshot::EntryPoint)> {
     use sha2::{Digest, Sha256};
     // The snapshot depends on the exact runtime, the driver, how the host builds it (engine
@@ -286,7 +322,7 @@ fn prepare_snapshot(
         })?;
     let point: snapshot::EntryPoint = serde_json::from_slice(&meta)?;
     let pre = linker.instantiate_pre(&module)?;
-    on_fresh_runtime(|| self_test(&pre, point, &options.limits))?;
+    on_fresh_runtime(|| self_test(&pre, point, &options.limits, metered))?;
     tracing::info!(module = ?source, "runs start from the interpreter snapshot");
     Ok((pre, point))
 }
@@ -297,8 +333,14 @@ async fn self_test(
     pre: &InstancePre<GuestState>,
     point: snapshot::EntryPoint,
     limits: &Limits,
+    metered: bool,
 ) -> wasmtime::Result<()> {
-    let limits = limits.resolve(&LimitRequest::default())?;
+    // Fuel exactly when the engine has it: a metered engine traps at once without fuel,
+    // a plain one refuses to set any.
+    let limits = RunLimits {
+        fuel: metered.then_some(limits.fuel),
+        ..limits.resolve(&LimitRequest::default())?
+    };
     let run = |code: &str| {
         let job = Job {
             code: code.to_string(),

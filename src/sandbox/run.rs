@@ -153,7 +153,9 @@ pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Resu
         &capture,
         limits.memory_mb,
     );
-    store.set_fuel(limits.fuel)?;
+    if let Some(fuel) = limits.fuel {
+        store.set_fuel(fuel)?;
+    }
 
     // The outer timeout also covers a guest blocked in a host call (`time.sleep`), which
     // neither fuel nor epochs interrupt. Dropping the future cancels the guest.
@@ -170,7 +172,9 @@ pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Resu
     })
     .await;
 
-    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let fuel_used = limits
+        .fuel
+        .map(|fuel| fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
     let memory_refused = store.data().limiter.refused;
     let called = started.elapsed();
     drop(store);
@@ -187,7 +191,7 @@ pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Resu
     };
     let quoted = Quoted {
         timeout_ms: limits.timeout.as_millis(),
-        fuel: limits.fuel,
+        fuel: limits.fuel.unwrap_or(0),
         memory_mb: limits.memory_mb,
         max_output_bytes: limits.max_output_bytes,
     };

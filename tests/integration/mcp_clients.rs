@@ -1,7 +1,7 @@
 //! MCP with real clients, installed by tests/prepare.sh: the official Python SDK, the MCP
 //! Inspector CLI and the MCP conformance suite, over stdio and streamable HTTP.
 
-use crate::helpers::{Server, bin, prepare, with_clients};
+use crate::helpers::{Server, bin, cache_dir, prepare, with_clients};
 
 fn assert_sdk_report(code: i32, stdout: &str, stderr: &str) {
     let report: serde_json::Value = serde_json::from_str(stdout)
@@ -18,8 +18,9 @@ fn assert_sdk_report(code: i32, stdout: &str, stderr: &str) {
 fn python_sdk_over_stdio() {
     prepare();
     let (code, stdout, stderr) = with_clients(&format!(
-        "python tests/mcp/sdk_client.py stdio -- {} mcp --max-concurrency 1",
-        bin()
+        "python tests/mcp/sdk_client.py stdio -- {} mcp --max-concurrency 1 --cache-dir {:?}",
+        bin(),
+        cache_dir()
     ));
     assert_sdk_report(code, &stdout, &stderr);
 }
@@ -61,7 +62,14 @@ fn python_sdk_over_http_with_a_token() {
 #[test]
 fn inspector_cli_over_stdio() {
     prepare();
-    let (code, stdout, stderr) = with_clients(&format!("tests/mcp/inspector.sh stdio {}", bin()));
+    // MCP clients start stdio servers with a minimal environment (no OMCP_CACHE_DIR), so
+    // the test cache is passed as a flag; otherwise the first start compiles everything
+    // into ~/.cache and outlasts the Inspector's 15 s connect timeout.
+    let (code, stdout, stderr) = with_clients(&format!(
+        "tests/mcp/inspector.sh stdio {} --cache-dir {:?}",
+        bin(),
+        cache_dir()
+    ));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
 }
 

@@ -24,8 +24,29 @@ async fn seed_example_round_trip() {
     assert_eq!(value["stopped"], Value::Null);
     assert_eq!(value["exit_code"], json!(0));
     assert_eq!(value["truncated"], json!(false));
-    assert!(value["fuel_used"].as_u64().unwrap() > 0);
+    // Not metered unless asked (metering slows CPU-bound code): no instruction count.
+    assert_eq!(value["fuel_used"], Value::Null);
     assert!(value["duration_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn a_metered_run_reports_its_instructions_and_the_same_answer() {
+    let server = Server::start();
+    let code = "import random\nprint(1+1)\n[2+2, random.random() < 1]";
+    let plain = server.run(code).await;
+    let (status, metered) = server
+        .run_json(json!({"code": code, "fuel": 1_000_000_000u64}))
+        .await;
+    assert_eq!(status, 200);
+    for field in ["result", "output", "error", "stopped", "exit_code"] {
+        assert_eq!(
+            metered[field], plain[field],
+            "{field}: {metered} vs {plain}"
+        );
+    }
+    assert_eq!(plain["fuel_used"], Value::Null, "{plain}");
+    let used = metered["fuel_used"].as_u64().unwrap();
+    assert!(used > 0 && used < 1_000_000_000, "{metered}");
 }
 
 #[tokio::test]
