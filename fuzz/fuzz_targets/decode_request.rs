@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         Limits {
             timeout: Duration::from_millis(1),
             fuel: 1,
+            meter_all: true,
             memory_mb: 1,
             max_output_bytes: 0,
             ..Limits::default()
@@ -37,7 +38,15 @@ fn check(server: &Limits, asked: &LimitRequest) {
     match server.resolve(asked) {
         Ok(run) => {
             assert!(run.timeout <= server.timeout && run.timeout >= Duration::from_millis(1));
-            assert!(run.fuel <= server.fuel && run.fuel >= 1);
+            // Metered exactly when asked or when the server meters every run, and never
+            // with more fuel than the server's.
+            assert_eq!(
+                run.fuel.is_some(),
+                asked.fuel.is_some() || server.meter_all
+            );
+            if let Some(fuel) = run.fuel {
+                assert!(fuel <= server.fuel && fuel >= 1);
+            }
             assert!(run.memory_mb <= server.memory_mb && run.memory_mb >= 1);
             assert!(run.max_output_bytes <= server.max_output_bytes);
             if asked.timeout_ms.is_none() {
