@@ -233,8 +233,8 @@ const MAX_MERGED_SPAN: u64 = 256 << 20;
 /// dropped; the active ones are merged into one spanning them all (zeros between them
 /// included), which makes the same image.
 fn finish(wasm: &[u8]) -> Result<Vec<u8>> {
-    use wasm_encoder::{ConstExpr, ExportKind, ExportSection, RawSection};
-    use wasmparser::{DataKind, ExternalKind, Operator, Parser, Payload};
+    use wasm_encoder::{ExportKind, ExportSection, RawSection};
+    use wasmparser::{ExternalKind, Parser, Payload};
 
     let mut module = wasm_encoder::Module::new();
     for payload in Parser::new(0).parse_all(wasm) {
@@ -257,51 +257,7 @@ fn finish(wasm: &[u8]) -> Result<Vec<u8>> {
                 module.section(&exports);
             }
             Payload::DataSection(reader) => {
-                let mut section = wasm_encoder::DataSection::new();
-                let mut active: Vec<(u64, &[u8])> = Vec::new();
-                for segment in reader.clone() {
-                    let segment = segment?;
-                    match segment.kind {
-                        // Unreachable without a data count section (checked below).
-                        DataKind::Passive => {}
-                        DataKind::Active {
-                            memory_index: 0,
-                            offset_expr,
-                        } => {
-                            let mut ops = offset_expr.get_operators_reader();
-                            let (Operator::I32Const { value }, Operator::End) =
-                                (ops.read()?, ops.read()?)
-                            else {
-                                bail!("snapshot data segment with a non-constant offset");
-                            };
-                            active.push((u64::from(value.cast_unsigned()), segment.data));
-                        }
-                        DataKind::Active { .. } => {
-                            bail!("snapshot data segment for a memory other than 0");
-                        }
-                    }
-                }
-                // Copied in their original order: a later segment wins where two overlap,
-                // as when wasm instantiates them.
-                let start = active.iter().map(|&(offset, _)| offset).min().unwrap_or(0);
-                let end = active
-                    .iter()
-                    .map(|&(offset, data)| offset + data.len() as u64)
-                    .max()
-                    .unwrap_or(0);
-                if end - start > MAX_MERGED_SPAN {
-                    bail!("snapshot data spans {} bytes", end - start);
-                }
-                let mut merged = vec![0u8; (end - start) as usize];
-                for (offset, data) in &active {
-                    let at = (offset - start) as usize;
-                    merged[at..at + data.len()].copy_from_slice(data);
-                }
-                if !merged.is_empty() {
-                    let offset = ConstExpr::i32_const(u32::try_from(start)?.cast_signed());
-                    section.active(0, &offset, merged);
-                }
-                module.section(&section);
+                module.section(&merge_data(reader.clone())?);
             }
             Payload::DataCountSection { .. } => {
                 bail!("snapshot has a data count section: merging its segments would break it");
@@ -317,4 +273,54 @@ fn finish(wasm: &[u8]) -> Result<Vec<u8>> {
         }
     }
     Ok(module.finish())
+}
+
+/// The data section of [`finish`]: passive segments dropped, active ones (memory 0,
+/// constant offsets) merged into one.
+fn merge_data(reader: wasmparser::DataSectionReader<'_>) -> Result<wasm_encoder::DataSection> {
+    use wasm_encoder::ConstExpr;
+    use wasmparser::{DataKind, Operator};
+
+    let mut active: Vec<(u64, &[u8])> = Vec::new();
+    for segment in reader {
+        let segment = segment?;
+        match segment.kind {
+            // Unreachable without a data count section (`finish` refuses one).
+            DataKind::Passive => {}
+            DataKind::Active {
+                memory_index: 0,
+                offset_expr,
+            } => {
+                let mut ops = offset_expr.get_operators_reader();
+                let (Operator::I32Const { value }, Operator::End) = (ops.read()?, ops.read()?)
+                else {
+                    bail!("snapshot data segment with a non-constant offset");
+                };
+                active.push((u64::from(value.cast_unsigned()), segment.data));
+            }
+            DataKind::Active { .. } => bail!("snapshot data segment for a memory other than 0"),
+        }
+    }
+    let start = active.iter().map(|&(offset, _)| offset).min().unwrap_or(0);
+    let end = active
+        .iter()
+        .map(|&(offset, data)| offset + data.len() as u64)
+        .max()
+        .unwrap_or(0);
+    if end - start > MAX_MERGED_SPAN {
+        bail!("snapshot data spans {} bytes", end - start);
+    }
+    // Copied in their original order: a later segment wins where two overlap, as when wasm
+    // instantiates them.
+    let mut merged = vec![0u8; (end - start) as usize];
+    for (offset, data) in &active {
+        let at = (offset - start) as usize;
+        merged[at..at + data.len()].copy_from_slice(data);
+    }
+    let mut section = wasm_encoder::DataSection::new();
+    if !merged.is_empty() {
+        let offset = ConstExpr::i32_const(u32::try_from(start)?.cast_signed());
+        section.active(0, &offset, merged);
+    }
+    Ok(section)
 }
