@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Server, cache_dir};
+use crate::helpers::{Server, cache_dir, prepare};
 
 /// Snippets covering values, output, errors and every limit; run on both paths.
 const CORPUS: &[&str] = &[
@@ -131,7 +131,9 @@ async fn snapshot_runs_get_fresh_random_state_and_random_still_works() {
 #[tokio::test]
 async fn a_corrupt_snapshot_falls_back_to_cold_starts() {
     // A private copy of the test cache with the snapshot's entry point broken: the
-    // self-test must catch it and the server must still answer correctly.
+    // self-test must catch it and the server must still answer correctly. The cache is
+    // copied, so it must be complete first (other tests may still be filling it).
+    prepare();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corrupt-snapshot-cache");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
