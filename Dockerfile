@@ -27,7 +27,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
-# wasmtime with one constant changed (vendor/README.md), via [patch.crates-io].
+# wasmtime and its Cranelift translator, each with one change (vendor/README.md), via [patch.crates-io].
 COPY vendor ./vendor
 # The target dir is a cache mount (kept between builds, not in the layer), so the binary
 # is copied out of it in the same step. COPY keeps the files' mtimes, and cargo decides
