@@ -43,6 +43,11 @@ S2_RESULT = 8_999_995_500_000_500_000
 # The baselines run `python -c`, which prints nothing for a bare expression: print the sum so
 # the answer can be checked. Same work; one short line of output more.
 S2_PRINTED = f"print({S2})"
+# A tenth of S2, timed inside the guest: the CPU-bound A/B compares the loop itself, without
+# either side's start-up (a snapshot run has none, a fresh wasmtime-py instance starts
+# CPython), in samples short enough that many alternating rounds fit in half a minute.
+S2_TENTH = "sum(i*i for i in range(300_000))"
+S2_TIMED = f"import time\n_t = time.perf_counter()\n_ = {S2_TENTH}\nprint((time.perf_counter() - _t) * 1e3)"
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,6 +68,7 @@ class Plan:
         self.base_load_s = 2.0 if q else 5.0 # baselines' throughput run
         self.warm_prepares = 2 if q else 3
         self.first_run_repeats = 2 if q else 3
+        self.ab_rounds = 3 if q else 24       # CPU-bound A/B: rounds of (ours, wasmtime-py, metered)
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,8 +242,8 @@ class Server:
         self.stop()
 
 
-def post_run(conn: http.client.HTTPConnection, code: str) -> dict[str, Any]:
-    body = json.dumps({"code": code})
+def post_run(conn: http.client.HTTPConnection, code: str, **fields: Any) -> dict[str, Any]:
+    body = json.dumps({"code": code, **fields})
     conn.request("POST", "/run", body=body, headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
     data = resp.read()
@@ -578,6 +584,50 @@ def section_wasmtime_py(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     return res
 
 
+def section_cpu_ab(args: argparse.Namespace, plan: Plan, cache: Path) -> dict[str, Any]:
+    """The CPU-bound slowdown as the target states it: the same S2 loop, timed inside the guest,
+    in our server as shipped (epoch checks for the time limit; and metered, with `fuel`)
+    against the same python.wasm in wasmtime-py with no limits. Alternating run by run, so
+    the machine's drift from minute to minute hits every side alike. On these shared
+    machines noise only ever adds time (a sample is 1.0-2x its best), so the headline is
+    the ratio of each side's fastest sample (as `timeit` advises); the median of the
+    per-round ratios is reported beside it."""
+    base = WasmtimePy(ROOT / "wasm" / "python-3.12.0.wasm", args.out / "wasmtime-py-cache")
+
+    def guest_ms(text: str) -> float:
+        return float(text.strip())
+
+    with Server(args.bin, cache, [], args.out / "server-ab.log", args.pids) as server:
+        conn = server.conn()
+
+        def ours(**fields: Any) -> float:
+            answer = post_run(conn, S2_TIMED, **fields)
+            if answer.get("error") is not None or answer.get("stopped") is not None:
+                raise RuntimeError(f"unexpected answer for the timed S2: {json.dumps(answer)[:500]}")
+            if ("fuel" in fields) != (answer.get("fuel_used") is not None):
+                raise RuntimeError(f"metered run mismatch: {json.dumps(answer)[:500]}")
+            return guest_ms(answer["output"])
+
+        def theirs() -> float:
+            return guest_ms(base.run(S2_TIMED).decode())
+
+        log(f"cpu a/b: {plan.ab_rounds} rounds of S2/10 timed in the guest: /run, wasmtime-py, /run metered")
+        ours(), theirs()  # warm-up: first-touch costs on both sides
+        samples: dict[str, list[float]] = {"ours": [], "wasmtime_py": [], "metered": []}
+        for _ in range(plan.ab_rounds):
+            samples["ours"].append(ours())
+            samples["wasmtime_py"].append(theirs())
+            samples["metered"].append(ours(fuel=10**15))  # the server's cap applies
+    res: dict[str, Any] = {"rounds": plan.ab_rounds, "samples_ms": samples}
+    for side in ("ours", "metered"):
+        ratios = sorted(a / b for a, b in zip(samples[side], samples["wasmtime_py"]))
+        res[f"{side}_ratio"] = {"fastest": round(min(samples[side]) / min(samples["wasmtime_py"]), 3),
+                                "median": round(statistics.median(ratios), 3)}
+    res["fastest_ms"] = {k: round(min(v), 1) for k, v in samples.items()}
+    res["median_ms"] = {k: round(statistics.median(v), 1) for k, v in samples.items()}
+    return res
+
+
 def section_native(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     py = args.native_python
     version = subprocess.run([py, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True,
@@ -724,11 +774,30 @@ def summary_tables(results: dict[str, Any]) -> tuple[str, str]:
                f"S1 `{S1}`, S2 `{S2}`; fresh interpreter per call everywhere; "
                "p50/p95 over sequential calls from one client; runs/s with 4 concurrent clients "
                f"({env['throughput_tool']} for HTTP, threads for the baselines). Speed-up = wasmtime-py p50 / row p50.")
+    ab_head = [f"`{S2_TENTH}` timed inside the guest", "fastest ms", "p50 ms",
+               "slowdown vs wasmtime-py (fastest)", "median of per-round ratios"]
+    ab_rows = []
+    ab = results["sections"].get("cpu_ab")
+    if isinstance(ab, dict) and "fastest_ms" in ab:
+        ab_rows = [
+            [name, fmt(ab["fastest_ms"][key]), fmt(ab["median_ms"][key]),
+             f"{ab[key + '_ratio']['fastest']:.2f}x" if key != "wasmtime_py" else "1.00x",
+             f"{ab[key + '_ratio']['median']:.2f}x" if key != "wasmtime_py" else "-"]
+            for name, key in [("omcp-sandbox POST /run (epochs on: the time limit)", "ours"),
+                              ("omcp-sandbox POST /run with `fuel` (metered)", "metered"),
+                              ("wasmtime-py, no limits", "wasmtime_py")]
+        ]
+    ab_md: list[str] = []
+    if ab_rows:
+        ab_md = [f"## CPU-bound, alternating ({ab['rounds']} rounds; slowdown = our time / wasmtime-py's, lower is better)",
+                 "", md(ab_head, ab_rows), ""]
     markdown = "\n".join([
         "## Latency and throughput", "", preface, "", md(head, body), "",
+        *ab_md,
         "## Start-up", "", md(["step", "p50 ms"], start_rows), "",
     ])
-    text = "\n".join([txt(head, body), "", txt(["start-up step", "p50 ms"], start_rows)])
+    text = "\n".join([txt(head, body), "", *([txt(ab_head, ab_rows), ""] if ab_rows else []),
+                      txt(["start-up step", "p50 ms"], start_rows)])
     return markdown, text
 
 
@@ -782,7 +851,7 @@ def main() -> int:
     ap.add_argument("--native-python", default="python3")
     ap.add_argument("--engine-json", type=Path, help="the engine bench's JSON to merge")
     ap.add_argument("--quick", action="store_true", help="few samples: a smoke test of this script")
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: cold,http,cold-http,mcp,wasmtime,native")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: cold,http,cold-http,mcp,wasmtime,native,ab")
     ap.add_argument("--report-only", action="store_true",
                     help="measure nothing: redo summary.md and the chart from results.json")
     args = ap.parse_args()
@@ -852,6 +921,8 @@ def main() -> int:
         run_section("wasmtime_py", lambda: section_wasmtime_py(args, plan))
     if "native" not in skip:
         run_section("native", lambda: section_native(args, plan))
+    if "ab" not in skip:
+        run_section("cpu_ab", lambda: section_cpu_ab(args, plan, cache))
 
     results["env"]["loadavg_end"] = loadavg()
     results["total_s"] = round(time.perf_counter() - started, 1)
