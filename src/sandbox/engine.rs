@@ -9,7 +9,7 @@ use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::error::Context;
@@ -40,6 +40,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// a page as written for as long as it stays mapped), so this also bounds what one heavy
 /// run can add to all later resets (~0.4 ms at 4 MiB) and the idle RSS of a slot.
 const KEEP_RESIDENT: usize = 4 << 20;
+
+/// A cached artifact that no start has loaded for this long is deleted by the next start
+/// (see `prune_cache`). Each artifact is ~30 MB and every wasmtime, driver or settings change
+/// makes new ones, so without this the cache grows by ~120 MB per upgrade, forever.
+pub const CACHE_UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// Where the pinned runtime lives and what it is.
 #[derive(Debug, Clone)]
@@ -240,7 +245,16 @@ fn try_load(engine: &Engine, path: &Path) -> Option<(Module, Vec<u8>)> {
     // compatibility hash (it is in the file name) into the operator's own cache directory.
     // wasmtime still checks the header and refuses artifacts from other versions/settings.
     match unsafe { Module::deserialize_file(engine, path) } {
-        Ok(module) => Some((module, meta)),
+        Ok(module) => {
+            // The mtime says when an artifact was last used, for `prune_cache` (in every
+            // process sharing the directory, whatever its version). A read-only cache (a
+            // baked image) cannot be touched and is never pruned either.
+            let _ = fs::File::options()
+                .write(true)
+                .open(path)
+                .and_then(|file| file.set_modified(SystemTime::now()));
+            Some((module, meta))
+        }
         Err(err) => {
             tracing::warn!("ignoring unusable compile cache {path:?}: {err:#}");
             None
@@ -279,6 +293,64 @@ pub fn cache_file_name(engine: &Engine, kind: &str, content_sha256: &str) -> Str
     )
 }
 
+/// Delete what this program left in `dir` and no start has used for `unused_for`: compiled
+/// modules and snapshots of other python.wasm builds, wasmtime versions or settings, their
+/// sidecars, and temporaries of interrupted writes. Only names this program writes
+/// (`python-*` and `snapshot-*`) are considered, so a cache directory shared with other
+/// files is safe. Returns (files deleted, bytes freed); failures are logged, never fatal.
+pub fn prune_cache(dir: &Path, unused_for: Duration) -> (usize, u64) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    let now = SystemTime::now();
+    let unused = |path: &Path| {
+        let modified = fs::metadata(path).and_then(|m| m.modified()).ok()?;
+        Some(now.duration_since(modified).unwrap_or_default())
+    };
+    // Decide for every file before deleting any: a sidecar's fate depends on its module's.
+    let mut stale = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = name.starts_with("python-") || name.starts_with("snapshot-");
+        let artifact = name.ends_with(".cwasm") || name.ends_with(".meta") || name.contains(".tmp");
+        if !(ours && artifact) {
+            continue;
+        }
+        let path = entry.path();
+        // An artifact's age is its module's (the sidecar is written first and never
+        // touched); a sidecar without a module, or a temporary, goes by its own.
+        let module = path.with_extension("cwasm");
+        let age = match name.ends_with(".meta") && module.is_file() {
+            true => unused(&module),
+            false => unused(&path),
+        };
+        if age.is_some_and(|age| age >= unused_for) {
+            stale.push(path);
+        }
+    }
+    let (mut files, mut bytes) = (0, 0);
+    for path in stale {
+        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                files += 1;
+                bytes += size;
+            }
+            Err(err) => tracing::warn!("could not prune {path:?} from the compile cache: {err}"),
+        }
+    }
+    if files > 0 {
+        tracing::info!(
+            files,
+            mb = bytes >> 20,
+            "pruned compile-cache files no start had used for {} days",
+            unused_for.as_secs() / 86_400
+        );
+    }
+    (files, bytes)
+}
+
 /// The default cache directory: `$XDG_CACHE_HOME/omcp-sandbox` or `~/.cache/omcp-sandbox`.
 pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
@@ -309,6 +381,52 @@ mod tests {
         BlockType, CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction,
         TypeSection, ValType,
     };
+
+    #[test]
+    fn prune_cache_deletes_only_our_long_unused_files() {
+        let dir = std::env::temp_dir().join(format!("omcp-prune-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(40 * 24 * 60 * 60);
+        let file = |name: &str, modified: SystemTime| {
+            fs::write(dir.join(name), b"x").unwrap();
+            let f = fs::File::options()
+                .write(true)
+                .open(dir.join(name))
+                .unwrap();
+            f.set_modified(modified).unwrap();
+        };
+        // An old artifact whose sidecar is new: the module's age decides for both.
+        file("python-old.meta", SystemTime::now());
+        file("python-old.cwasm", long_ago);
+        file("snapshot-old.tmp123", long_ago);
+        file("snapshot-orphan.meta", long_ago);
+        // Used recently (by this or another version): kept.
+        file("python-new.cwasm", SystemTime::now());
+        file("python-new.meta", long_ago);
+        // Not ours: kept however old.
+        file("notes.txt", long_ago);
+        file(".compile.lock", long_ago);
+        file("python-3.12.0.wasm", long_ago);
+
+        assert_eq!(prune_cache(&dir, CACHE_UNUSED_FOR), (4, 4));
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".compile.lock",
+                "notes.txt",
+                "python-3.12.0.wasm",
+                "python-new.cwasm",
+                "python-new.meta"
+            ]
+        );
+        assert_eq!(prune_cache(&dir, CACHE_UNUSED_FOR), (0, 0));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// A module of three `() -> i32` functions: `leaf` (straight-line, one forward branch),
     /// `caller` (calls `leaf`) and `looper` (has a loop, returns at once).

@@ -117,6 +117,11 @@ impl Sandbox {
         let wasm = engine::load_python_wasm(&path)?;
         let (plain, plain_source) = load_flavor(&wasm, &options, false)?;
         let (metered, metered_source) = load_flavor(&wasm, &options, true)?;
+        // Both flavors' artifacts were just loaded (and so marked as used): whatever else of
+        // ours has gone unused that long belongs to an old version or setting.
+        if let Some(dir) = options.cache_dir.as_deref() {
+            engine::prune_cache(dir, engine::CACHE_UNUSED_FOR);
+        }
         let snapshot = |flavor: &Flavor| matches!(flavor.entry, Entry::Snapshot(_));
         let info = RuntimeInfo {
             python_wasm: path,
