@@ -594,9 +594,6 @@ def section_cpu_ab(args: argparse.Namespace, plan: Plan, cache: Path) -> dict[st
     per-round ratios is reported beside it."""
     base = WasmtimePy(ROOT / "wasm" / "python-3.12.0.wasm", args.out / "wasmtime-py-cache")
 
-    def guest_ms(text: str) -> float:
-        return float(text.strip())
-
     with Server(args.bin, cache, [], args.out / "server-ab.log", args.pids) as server:
         conn = server.conn()
 
@@ -606,10 +603,10 @@ def section_cpu_ab(args: argparse.Namespace, plan: Plan, cache: Path) -> dict[st
                 raise RuntimeError(f"unexpected answer for the timed S2: {json.dumps(answer)[:500]}")
             if ("fuel" in fields) != (answer.get("fuel_used") is not None):
                 raise RuntimeError(f"metered run mismatch: {json.dumps(answer)[:500]}")
-            return guest_ms(answer["output"])
+            return float(answer["output"])  # the loop's time in ms, as the guest printed it
 
         def theirs() -> float:
-            return guest_ms(base.run(S2_TIMED).decode())
+            return float(base.run(S2_TIMED))
 
         log(f"cpu a/b: {plan.ab_rounds} rounds of S2/10 timed in the guest: /run, wasmtime-py, /run metered")
         ours(), theirs()  # warm-up: first-touch costs on both sides
