@@ -74,6 +74,9 @@ struct Mode {
 fn modes(cache_dir: &Path) -> Vec<Mode> {
     let options = |snapshot: bool, meter_all: bool| SandboxOptions {
         python_wasm: None,
+        scientific_dir: None,
+        runtimes: vec!["stdlib".into()],
+        default_runtime: None,
         cache_dir: Some(cache_dir.to_path_buf()),
         limits: Limits {
             meter_all,
@@ -269,7 +272,7 @@ async fn concurrent(
 
 fn job(sandbox: &Sandbox, code: &str) -> omcp_sandbox::sandbox::Job {
     sandbox
-        .job(code.to_string(), None, &LimitRequest::default())
+        .job(code.to_string(), None, &LimitRequest::default(), None, None)
         .expect("the benchmark snippets fit the default limits")
 }
 

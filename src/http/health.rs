@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::AppState;
-use crate::sandbox::{PYTHON_VERSION, WASMTIME_VERSION};
+use crate::sandbox::{RuntimeInfo, WASMTIME_VERSION};
 
 /// `GET /healthz`.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -15,21 +15,47 @@ pub struct Health {
     pub status: String,
     /// The server's version.
     pub version: String,
+    /// The default runtime (a request that names none runs here).
     pub runtime: RuntimeHealth,
+    /// Every runtime loaded, the default first; a request chooses one with `runtime`.
+    pub runtimes: Vec<RuntimeHealth>,
     /// The server's limits: the default for each run and the most a request may ask for.
     pub limits: LimitsHealth,
     pub load: LoadHealth,
 }
 
-/// The Python runtime the server loaded.
+/// A Python runtime the server loaded.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct RuntimeHealth {
+    /// What a request's `runtime` field says to run here.
+    pub name: String,
     pub python: String,
     /// SHA-256 of the python.wasm in use.
     pub sha256: String,
+    /// The runtime's other pinned files and their SHA-256 (stdlib zip, manifest, data).
+    pub files: std::collections::BTreeMap<String, String>,
     pub wasmtime: String,
     /// "snapshot" (pre-initialised interpreter) or "cold" (CPython start-up per run).
     pub start: String,
+    /// Packages beyond the standard library, name -> version.
+    pub packages: std::collections::BTreeMap<String, String>,
+    /// Guest path of the writable directory each run gets (empty for none).
+    pub scratch: String,
+}
+
+impl RuntimeHealth {
+    fn new(info: &RuntimeInfo) -> RuntimeHealth {
+        RuntimeHealth {
+            name: info.name.into(),
+            python: info.python_version.into(),
+            sha256: info.sha256.clone(),
+            files: info.other_hashes.iter().cloned().collect(),
+            wasmtime: WASMTIME_VERSION.into(),
+            start: info.start_mode.as_str().into(),
+            packages: info.packages.iter().cloned().collect(),
+            scratch: info.scratch.unwrap_or_default().into(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -45,6 +71,8 @@ pub struct LimitsHealth {
     pub max_stdin_bytes: u64,
     pub max_concurrency: u64,
     pub max_queue: u64,
+    /// MiB a run may write to its scratch directory.
+    pub scratch_mb: u64,
     pub max_connections: u64,
     pub max_sessions: u64,
 }
@@ -70,12 +98,8 @@ pub async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
     axum::Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        runtime: RuntimeHealth {
-            python: PYTHON_VERSION.into(),
-            sha256: info.sha256.clone(),
-            wasmtime: WASMTIME_VERSION.into(),
-            start: info.start_mode.as_str().into(),
-        },
+        runtime: RuntimeHealth::new(info),
+        runtimes: state.sandbox.runtimes().map(RuntimeHealth::new).collect(),
         limits: LimitsHealth {
             timeout_ms: limits.timeout.as_millis() as u64,
             fuel: limits.fuel,
@@ -86,6 +110,7 @@ pub async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
             max_stdin_bytes: limits.max_stdin_bytes as u64,
             max_concurrency: limits.max_concurrency as u64,
             max_queue: limits.max_queue as u64,
+            scratch_mb: limits.scratch_mb,
             max_connections: state.connections.max() as u64,
             max_sessions: state.options.max_sessions as u64,
         },

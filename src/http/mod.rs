@@ -163,7 +163,9 @@ impl From<RunError> for ApiError {
             RunError::CodeTooLarge { .. } | RunError::StdinTooLarge { .. } => {
                 ApiError::TooLarge(err.to_string())
             }
-            RunError::Limit(_) => ApiError::InvalidRequest(err.to_string()),
+            RunError::Limit(_) | RunError::UnknownRuntime { .. } => {
+                ApiError::InvalidRequest(err.to_string())
+            }
             RunError::Internal(_) => {
                 tracing::error!("{err:#}");
                 ApiError::Internal(err.to_string())
@@ -281,7 +283,13 @@ async fn run(
     let body = body.map_err(ApiError::from_body)?;
     let request: RunRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
     let limits = request.limits();
-    let job = state.sandbox.job(request.code, request.stdin, &limits)?;
+    let job = state.sandbox.job(
+        request.code,
+        request.stdin,
+        &limits,
+        request.runtime.as_deref(),
+        request.seed,
+    )?;
     let outcome = state.sandbox.run(&job).await?;
     Ok(axum::Json(RunResponse::from(outcome)))
 }

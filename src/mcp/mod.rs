@@ -28,25 +28,52 @@ const BUSY: ErrorCode = ErrorCode(-32000);
 /// Progress notifications start once a run has taken this long.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 
-const TOOL_DESCRIPTION: &str = "\
-Run Python 3.12 code in a fresh, isolated interpreter (CPython compiled to WebAssembly) and \
-return what it printed and the value of its last expression, like a notebook cell.
-
-Every call starts from a pristine interpreter: variables, imports and files from earlier calls \
-are gone, so each call must be self-contained. Available: the whole standard library (math, \
-json, re, datetime, decimal, fractions, statistics, itertools, collections, sqlite3 in memory, \
-...). Not available: third-party packages (no numpy/pandas), network access, host files, \
-subprocesses, threads.
-
-Examples:
-  {\"code\": \"print('hi')\\n2 + 2\"}  ->  output \"hi\\n\", result 4
-  {\"code\": \"import statistics\\nstatistics.mean([1, 2, 3, 4])\"}  ->  result 2.5
-  {\"code\": \"name = input()\\nf'hello {name}'\", \"stdin\": \"Ada\"}  ->  result \"hello Ada\"
-
-The result is JSON when the value is a str, int, float, bool, None, or a list/dict of those, \
-otherwise its repr() as a string. An uncaught exception returns its traceback in `error` \
-(isError true). Runs are bounded in time, instructions, memory and output; `stopped` says \
-which limit ended a run early.";
+/// The tool's description: which runtimes this server has (the default first), what each
+/// can import, and how results and figures come back. Built once from the loaded runtimes.
+fn tool_description(sandbox: &Sandbox) -> String {
+    let mut text = String::from(
+        "Run Python code in a fresh, isolated interpreter (CPython compiled to WebAssembly) and \
+         return what it printed and the value of its last expression, like a notebook cell.\n\n\
+         Every call starts from a pristine interpreter: variables, imports and files from \
+         earlier calls are gone, so each call must be self-contained. Not available: network \
+         access, host files, subprocesses, threads, pip.\n\nRuntimes (`runtime` argument):\n",
+    );
+    for (i, info) in sandbox.runtimes().enumerate() {
+        let default = if i == 0 { " (the default)" } else { "" };
+        text.push_str(&format!(
+            "- \"{}\"{default}: Python {}",
+            info.name, info.python_version
+        ));
+        if info.packages.is_empty() {
+            text.push_str(", the standard library only (no numpy/pandas).\n");
+        } else {
+            let listed: Vec<String> = info
+                .packages
+                .iter()
+                .map(|(name, version)| format!("{name} {version}"))
+                .collect();
+            text.push_str(&format!(
+                " with the standard library and: {}. numpy, pandas and matplotlib (Agg) are \
+                 already imported in a fresh interpreter, so importing them is instant. \
+                 matplotlib figures left open at the end (or shown with plt.show()) come back \
+                 as PNG images. {} is a writable scratch directory for this call only.\n",
+                listed.join(", "),
+                info.scratch.unwrap_or("/tmp")
+            ));
+        }
+    }
+    text.push_str(
+        "\nExamples:\n  {\"code\": \"print('hi')\\n2 + 2\"}  ->  output \"hi\\n\", result 4\n  \
+         {\"code\": \"import statistics\\nstatistics.mean([1, 2, 3, 4])\"}  ->  result 2.5\n  \
+         {\"code\": \"name = input()\\nf'hello {name}'\", \"stdin\": \"Ada\"}  ->  result \
+         \"hello Ada\"\n\nThe result is JSON when the value is a str, int, float, bool, None, \
+         or a list/dict of those, otherwise its repr() as a string. An uncaught exception \
+         returns its traceback in `error` (isError true). `seed` makes random numbers and \
+         clocks deterministic. Runs are bounded in time, instructions, memory and output; \
+         `stopped` says which limit ended a run early.",
+    );
+    text
+}
 
 /// The MCP tool handler.
 #[derive(Clone)]
@@ -58,15 +85,19 @@ pub struct SandboxTools {
 #[tool_router]
 impl SandboxTools {
     pub fn new(sandbox: Arc<Sandbox>) -> Self {
+        let mut tool_router = Self::tool_router();
+        if let Some(route) = tool_router.map.get_mut("run_python") {
+            route.attr.description = Some(tool_description(&sandbox).into());
+        }
         SandboxTools {
             sandbox,
-            tool_router: Self::tool_router(),
+            tool_router,
         }
     }
 
     #[tool(
         name = "run_python",
-        description = TOOL_DESCRIPTION,
+        description = "Run Python in a fresh sandboxed interpreter (see the server's description).",
         input_schema = rmcp::handler::server::common::schema_for_input::<RunPythonArgs>()
             .expect("RunPythonArgs has a valid input schema"),
         output_schema = rmcp::handler::server::common::schema_for_output::<RunResponse>(),
@@ -95,7 +126,13 @@ impl SandboxTools {
         let asked = args.limits();
         let job = self
             .sandbox
-            .job(args.code, args.stdin, &asked)
+            .job(
+                args.code,
+                args.stdin,
+                &asked,
+                args.runtime.as_deref(),
+                args.seed,
+            )
             .map_err(refusal)?;
         let progress_token = meta.get_progress_token();
         let started = Instant::now();
@@ -138,13 +175,24 @@ impl ServerHandler for SandboxTools {
     fn get_info(&self) -> ServerConfig {
         let limits = self.sandbox.limits();
         let instructions = format!(
-            "This server runs Python code in a sandbox through the `run_python` tool. Python \
-             3.12 with the standard library only (no third-party packages), no network, no \
-             access to host files, no subprocesses or threads. Every call gets a fresh \
-             interpreter: nothing persists between calls, so include all imports and \
+            "This server runs Python code in a sandbox through the `run_python` tool: {}. \
+             No network, no access to host files, no subprocesses or threads. Every call gets \
+             a fresh interpreter: nothing persists between calls, so include all imports and \
              definitions in each call. The value of the last expression is returned as \
-             `result` (like a notebook cell); printed text is in `output`. Limits per call: \
-             {} ms wall-clock, {} MiB of memory, {} bytes of output; {}.",
+             `result` (like a notebook cell); printed text is in `output`; matplotlib \
+             figures come back as images. Limits per call: {} ms wall-clock, {} MiB of \
+             memory, {} bytes of output; {}.",
+            self.sandbox
+                .runtimes()
+                .map(|r| match r.packages.is_empty() {
+                    true => format!("\"{}\" (Python {}, standard library only)", r.name, r.python_version),
+                    false => format!(
+                        "\"{}\" (Python {} with numpy, pandas, scipy, scikit-learn, statsmodels, matplotlib and more)",
+                        r.name, r.python_version
+                    ),
+                })
+                .collect::<Vec<_>>()
+                .join(" and "),
             limits.timeout.as_millis(),
             limits.memory_mb,
             limits.max_output_bytes,
@@ -170,6 +218,10 @@ fn refusal(err: RunError) -> ErrorData {
         RunError::CodeTooLarge { .. } | RunError::StdinTooLarge { .. } | RunError::Limit(_) => {
             ErrorData::invalid_params(err.to_string(), None)
         }
+        RunError::UnknownRuntime { ref available, .. } => ErrorData::invalid_params(
+            err.to_string(),
+            Some(serde_json::json!({"type": "unknown_runtime", "runtimes": available})),
+        ),
         RunError::Internal(_) => {
             tracing::error!("{err:#}");
             ErrorData::internal_error(err.to_string(), None)
@@ -215,14 +267,34 @@ fn tool_result(outcome: Outcome) -> CallToolResult {
     if outcome.truncated {
         text.push_str("\n[output truncated at the server's limit]");
     }
-    let structured =
-        serde_json::to_value(RunResponse::from(outcome)).expect("RunResponse serializes");
+    if !outcome.images.is_empty() {
+        text.push_str(&format!(
+            "\n[{} figure(s) returned as image content]",
+            outcome.images.len()
+        ));
+    }
+    for omitted in &outcome.images_omitted {
+        text.push_str(&format!("\n[figure not returned: {omitted}]"));
+    }
+    // Images travel as `image` content blocks; in the structured copy they would repeat
+    // megabytes of base64 that the model cannot look at as a picture.
+    let images: Vec<ContentBlock> = outcome
+        .images
+        .iter()
+        .map(|image| ContentBlock::image(image.data.clone(), image.mime_type.clone()))
+        .collect();
+    let mut response = RunResponse::from(outcome);
+    for image in &mut response.images {
+        image.data = String::new();
+    }
+    let structured = serde_json::to_value(response).expect("RunResponse serializes");
     let mut result = if failed {
         CallToolResult::error(vec![])
     } else {
         CallToolResult::success(vec![])
     };
     result.content = vec![ContentBlock::text(text)];
+    result.content.extend(images);
     result.structured_content = Some(structured);
     result
 }

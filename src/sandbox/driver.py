@@ -3,22 +3,31 @@
 # what happened in a JSON envelope that user output cannot forge.
 #
 # Protocol with the host (src/sandbox/run.rs):
-#   stdin  = a header of exactly HEADER_LEN bytes, "omcp2 <marker hex> <code_len>
-#            <max_result>" padded with spaces and ending in "\n", then exactly code_len
-#            bytes of UTF-8 code, then the caller's own stdin, untouched.
+#   stdin  = a header of exactly HEADER_LEN bytes, "omcp3 <marker hex> <code_len>
+#            <max_result> <max_images> <max_pixels> <max_image_bytes>" padded with spaces
+#            and ending in "\n", then exactly code_len bytes of UTF-8 code, then the
+#            caller's own stdin, untouched.
 #   stdout = whatever the code prints, then the marker bytes in one write, then the
 #            envelope. The host's stream switches to envelope mode only on a write that
 #            equals the per-run random marker, so printed text can never become the result.
 #   exit   = os._exit(0) once the envelope is out: skips interpreter finalisation (~5 ms).
 #            The envelope carries the cell's own exit status (WASI cannot exit >= 126).
 #
-# Two ways in (src/sandbox/snapshot.rs):
+# Ways in (src/sandbox/snapshot.rs), for a WASI command (the stdlib runtime):
 #   cold      `python -c DRIVER`: builds the driver and runs one cell at once.
-#   snapshot  `python -c DRIVER snapshot`: builds the driver, warms the interpreter, reports
-#             where `_omcp_run` (and the state of `random`) live and exits without
-#             finalising; the host snapshots that live interpreter and later calls
+#   snapshot  `python -c DRIVER snapshot WARM`: builds the driver, runs the runtime's WARM
+#             imports, reports where `_omcp_run` (and the state of `random`) live and exits
+#             without finalising; the host snapshots that live interpreter and later calls
 #             `_omcp_run` directly in a fresh copy of it for every run, after writing a
 #             fresh random state into `random`'s generator (a snapshot would freeze it).
+# and for a WASI reactor (the scientific runtime), through its `turn` export, which runs
+# source in `__main__`: the host prefixes DRIVER with `_omcp_mode = "run"` (cold) or with
+# `_omcp_mode = "snapshot"` and `_omcp_warm = WARM` (the report is the same, and the turn
+# returns instead of exiting); a snapshot's runs are each one `turn("_omcp_run()")`.
+#
+# Figures: when matplotlib's pyplot is loaded, the figures a cell leaves open (and those
+# it shows with `plt.show()`, which the runtime points at `show` below) are rendered to
+# PNG and travel in the envelope, base64, within the header's three image bounds.
 #
 # Everything a run needs is looked up once, in `_omcp_driver`, not per run: at this build's
 # speed (CPython compiled at -O0) each attribute lookup and import statement costs
@@ -41,16 +50,31 @@ def _omcp_driver():
         builtins.exec, builtins.float, builtins.int, builtins.isinstance, builtins.len,
         builtins.list, builtins.map, builtins.memoryview, builtins.object, builtins.print,
         builtins.repr, builtins.str, builtins.type)
-    (BaseException, SyntaxError, SystemExit, UnicodeEncodeError, ValueError) = (
+    (BaseException, SyntaxError, SystemExit, UnicodeEncodeError, ValueError, round) = (
         builtins.BaseException, builtins.SyntaxError, builtins.SystemExit,
-        builtins.UnicodeEncodeError, builtins.ValueError)
+        builtins.UnicodeEncodeError, builtins.ValueError, builtins.round)
+    from _io import BytesIO
+    from binascii import b2a_base64
     read, write, _exit = os.read, os.write, os._exit
     Expr, Assign, Name, Store = _ast.Expr, _ast.Assign, _ast.Name, _ast.Store
     ONLY_AST = _ast.PyCF_ONLY_AST
     modules = sys.modules
+    from _io import FileIO, TextIOWrapper
+
+    # A reactor starts its interpreter with buffered streams (there is no `-u` to pass):
+    # make them write through as `-u` does (a raw FileIO under a write-through text layer),
+    # so output written before a limit stops the run is not lost in a buffer, and comes
+    # before the envelope.
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if type(getattr(getattr(sys, name), "buffer", None)) is not FileIO:
+            old = getattr(sys, name)
+            new = TextIOWrapper(FileIO(fd, "w", closefd=False), encoding=old.encoding,
+                                errors=old.errors, write_through=True)
+            setattr(sys, name, new)
+            setattr(sys, "__%s__" % name, new)
     stdout, stderr = sys.stdout, sys.stderr
 
-    HEADER_LEN = 96
+    HEADER_LEN = 160
     filename = "<cell>"
     MAX_FRAMES = 1000
     # The cell's trailing expression is assigned to this name in the same compile as the
@@ -134,6 +158,64 @@ def _omcp_driver():
             return tree, True
         return tree, False
 
+    # Per cell: the image bounds from the header, the images so far and what was left out.
+    figures = {"max_images": 0, "max_pixels": 0, "budget": 0, "images": [], "omitted": []}
+    # Set by the runtime's warm code in a snapshot: called at the start of every cell.
+    hooks = {"refresh": None}
+
+    def show(*args, **kwargs):
+        # `plt.show()`: like a notebook, the open figures become images (then close).
+        render_figures()
+
+    def render_figures():
+        helpers = modules.get("matplotlib._pylab_helpers")
+        if helpers is None:
+            return
+        try:
+            managers = helpers.Gcf.get_all_fig_managers()
+        except BaseException:
+            return
+        images, omitted = figures["images"], figures["omitted"]
+        for manager in managers:
+            number = getattr(manager, "num", "?")
+            try:
+                figure = manager.canvas.figure
+                dpi = float(figure.dpi)
+                inches = figure.get_size_inches()
+                width = int(round(float(inches[0]) * dpi))
+                height = int(round(float(inches[1]) * dpi))
+                if len(images) >= figures["max_images"]:
+                    omitted.append("figure %s: not rendered, a run returns at most %d images"
+                                   % (number, figures["max_images"]))
+                    continue
+                if width * height > figures["max_pixels"]:
+                    omitted.append("figure %s: not rendered, %dx%d pixels is more than the "
+                                   "limit of %d pixels per image"
+                                   % (number, width, height, figures["max_pixels"]))
+                    continue
+                buffer = BytesIO()
+                # The figure's own size and dpi, whatever rcParams say: that is what the
+                # pixel bound was checked against.
+                figure.savefig(buffer, format="png", dpi=dpi, bbox_inches=None)
+                png = buffer.getvalue()
+                if len(png) > figures["budget"]:
+                    omitted.append("figure %s: not returned, its %d bytes of PNG are more "
+                                   "than the %d bytes left of the run's image budget"
+                                   % (number, len(png), figures["budget"]))
+                    continue
+                figures["budget"] -= len(png)
+                images.append(b2a_base64(png, newline=False).decode("ascii"))
+            except BaseException as exc:
+                try:
+                    reason = "%s: %s" % (type(exc).__name__, exc)
+                except BaseException:
+                    reason = type(exc).__name__
+                omitted.append("figure %s: could not be rendered (%s)" % (number, reason[:500]))
+        try:
+            helpers.Gcf.destroy_all()
+        except BaseException:
+            pass
+
     def run():
         try:
             cell()
@@ -145,14 +227,20 @@ def _omcp_driver():
         _exit(125)
 
     def cell():
-        magic, marker_hex, code_len, max_result = take(HEADER_LEN).split()
-        if magic != b"omcp2":
+        (magic, marker_hex, code_len, max_result, max_images, max_pixels,
+         max_image_bytes) = take(HEADER_LEN).split()
+        if magic != b"omcp3":
             raise SystemExit("omcp driver: unexpected protocol header")
         marker = bytes.fromhex(marker_hex.decode())
         max_result = int(max_result)
         code = take(int(code_len)).decode("utf-8")
-        for name in ("_omcp_run", "_omcp_driver", "_omcp_prepare"):
+        for name in ("_omcp_run", "_omcp_driver", "_omcp_prepare", "_omcp_mode", "_omcp_warm"):
             scope.pop(name, None)
+        figures["max_images"] = int(max_images)
+        figures["max_pixels"] = int(max_pixels)
+        figures["budget"] = int(max_image_bytes)
+        if hooks["refresh"] is not None:
+            hooks["refresh"]()
 
         truncated = False
 
@@ -257,6 +345,9 @@ def _omcp_driver():
             error = formatted(exc, skip_driver_frame=True)
             exit_code = 1
 
+        if "matplotlib._pylab_helpers" in modules:
+            render_figures()
+
         # The interpreter's own streams write through (-u); a replacement the cell
         # installed may buffer.
         if sys.stdout is not stdout or sys.stderr is not stderr:
@@ -269,7 +360,7 @@ def _omcp_driver():
         # must not make the envelope unreadable.
         payload = (
             '{"result": %s, "has_result": %s, "repr": %s, "error": %s, "exit": %s, '
-            '"truncated": %s, "exit_code": %s}' % (
+            '"truncated": %s, "exit_code": %s, "images": [%s], "images_omitted": [%s]}' % (
                 result or "null",
                 "true" if has_result else "false",
                 "null" if shown is None else quote(shown),
@@ -277,6 +368,8 @@ def _omcp_driver():
                 "true" if exited else "false",
                 "true" if truncated else "false",
                 int.__repr__(exit_code),
+                ", ".join(['"%s"' % image for image in figures["images"]]),
+                ", ".join(map(quote, figures["omitted"])),
             )
         ).encode("utf-8", "replace")
         write(1, marker)
@@ -290,33 +383,21 @@ def _omcp_driver():
         tree, _ = split_cell("x = [i * 2 for i in range(3)]\nx")
         exec(compile(tree, "<warm>", "exec"), {})
 
-    return run, warm
+    return run, warm, show, hooks
 
 
-def _omcp_prepare():
+def _omcp_prepare(warm_code, leave):
     import os
-    import sys
-
-    # Import what the run path and common programs use, so every run starts with them warm.
-    import collections
-    import datetime
-    import decimal
-    import fractions
-    import functools
-    import itertools
-    import json
-    import linecache
-    import math
     import random
-    import re
-    import statistics
-    import string
-    import textwrap
+    import sys
     import traceback
-    import typing
 
-    run, warm = _omcp_driver()
+    run, warm, show, hooks = _omcp_driver()
     sys.modules["__main__"].__dict__["_omcp_run"] = run
+    # The runtime's imports, so every run starts with them warm (see src/sandbox/runtime/).
+    namespace = {"show": show}
+    exec(warm_code, namespace)
+    hooks["refresh"] = namespace.get("refresh")
     warm()
     traceback.format_exception(ValueError, ValueError("warm"), None)
     # id() is an object's address in linear memory. The host calls `run` through its
@@ -329,10 +410,13 @@ def _omcp_prepare():
     report = "omcp-snapshot %d %d %d %d %d %d %d\n" % (
         id(run), id(type(run)), id(()), id(rng), state[0], state[623], state[624])
     os.write(1, report.encode())
-    os._exit(0)
+    if leave:
+        os._exit(0)
 
 
-if __import__("sys").argv[1:] == ["snapshot"]:
-    _omcp_prepare()
+if __import__("sys").argv[1:2] == ["snapshot"]:
+    _omcp_prepare(__import__("sys").argv[2], leave=True)
+elif globals().get("_omcp_mode") == "snapshot":
+    _omcp_prepare(_omcp_warm, leave=False)
 else:
     _omcp_driver()[0]()

@@ -1,9 +1,10 @@
-//! The process-wide wasmtime engine: its configuration, the pinned python.wasm (found and
-//! verified by SHA-256), the compiled module and its on-disk cache, and the epoch ticker.
+//! The wasmtime engines: their configuration, the compiled modules and their on-disk cache,
+//! and the epoch ticker.
 //!
-//! Compiling python.wasm with Cranelift takes 5-8 s, so it happens at most once per
-//! (wasm hash, wasmtime version, engine settings): the artifact is cached on disk and later
-//! starts deserialize it (mmap, ~1 ms). Nothing here runs per request.
+//! Compiling python.wasm with Cranelift takes 5-8 s for the stdlib build and about two
+//! minutes for the scientific one, so it happens at most once per (wasm hash, wasmtime
+//! version, engine settings): the artifact is cached on disk and later starts deserialize
+//! it (mmap, milliseconds). Nothing here runs per request.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -11,22 +12,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use sha2::{Digest, Sha256};
 use wasmtime::error::Context;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Result,
-    bail,
 };
 
+use super::runtime::EngineProfile;
 use crate::limits::Limits;
 
-/// The file name fetch-python.sh writes, under `wasm/`.
-pub const PYTHON_WASM_FILE: &str = "python-3.12.0.wasm";
-/// The pinned build: VMware Wasm Labs python/3.12.0+20231211-040d5a6.
-pub const PYTHON_WASM_SHA256: &str =
-    "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
-pub const PYTHON_WASM_SIZE: u64 = 26_267_204;
-pub const PYTHON_VERSION: &str = "3.12.0";
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
 /// How often the epoch advances. Each tick is a point where a running guest yields to the
@@ -46,75 +39,10 @@ const KEEP_RESIDENT: usize = 4 << 20;
 /// makes new ones, so without this the cache grows by ~120 MB per upgrade, forever.
 pub const CACHE_UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
-/// Where the pinned runtime lives and what it is.
-#[derive(Debug, Clone)]
-pub struct PythonWasm {
-    pub path: PathBuf,
-    pub bytes: Vec<u8>,
-    pub sha256: String,
-}
-
-/// Find python.wasm: an explicit path wins; otherwise `wasm/python-3.12.0.wasm` under the
-/// current directory or any ancestor of the executable (so `target/release/omcp-sandbox`
-/// finds the repository's copy), then the image's system path.
-pub fn locate_python_wasm(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(path) = explicit {
-        if path.is_file() {
-            return Ok(path.to_path_buf());
-        }
-        bail!(
-            "python runtime not found at {:?} (from --python-wasm / OMCP_PYTHON_WASM); \
-             run ./fetch-python.sh --dest {:?} to fetch it",
-            path,
-            path
-        );
-    }
-    let mut candidates = vec![Path::new("wasm").join(PYTHON_WASM_FILE)];
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1) {
-            candidates.push(dir.join("wasm").join(PYTHON_WASM_FILE));
-        }
-    }
-    candidates.push(Path::new("/usr/local/share/omcp-sandbox").join(PYTHON_WASM_FILE));
-    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
-        return Ok(found.clone());
-    }
-    bail!(
-        "python runtime not found at {:?}; run ./fetch-python.sh in the repository \
-         (or pass --python-wasm PATH / set OMCP_PYTHON_WASM)",
-        candidates[0]
-    )
-}
-
-/// Read python.wasm and check it is exactly the pinned build: the hash, not the path, is
-/// what we trust (the compiled-module cache is keyed by it too).
-pub fn load_python_wasm(path: &Path) -> Result<PythonWasm> {
-    let bytes = fs::read(path).with_context(|| format!("failed to read {path:?}"))?;
-    if bytes.len() as u64 != PYTHON_WASM_SIZE {
-        bail!(
-            "{path:?} is {} bytes, expected {PYTHON_WASM_SIZE}: a partial or different file; \
-             run ./fetch-python.sh to replace it",
-            bytes.len()
-        );
-    }
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    if sha256 != PYTHON_WASM_SHA256 {
-        bail!(
-            "{path:?} has SHA-256 {sha256}, expected {PYTHON_WASM_SHA256}; \
-             run ./fetch-python.sh to replace it"
-        );
-    }
-    Ok(PythonWasm {
-        path: path.to_path_buf(),
-        bytes,
-        sha256,
-    })
-}
-
 /// The engine configuration; `metered` adds fuel. Fuel and epochs both change generated
 /// code, so they are part of the compiled-module cache key (via
 /// `precompile_compatibility_hash`), and a sandbox keeps one engine of each kind.
-pub fn new_engine(limits: &Limits, metered: bool) -> Result<Engine> {
+pub fn new_engine(limits: &Limits, metered: bool, profile: &EngineProfile) -> Result<Engine> {
     let mut config = Config::new();
     // Instances come from a pool of pre-reserved slots whose memories are reset to the
     // module's copy-on-write image after each run, instead of being mapped and populated
@@ -124,16 +52,19 @@ pub fn new_engine(limits: &Limits, metered: bool) -> Result<Engine> {
     let slots = u32::try_from(limits.max_concurrency + 2).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_core_instances(slots)
-        .total_memories(slots)
+        // A run of a module that throws wasm exceptions also has a GC heap (the exception
+        // objects live there), which takes a memory of its own.
+        .total_memories(slots.saturating_mul(2))
+        .total_gc_heaps(slots)
         .total_tables(slots)
         .total_stacks(slots)
+        .max_core_instance_size(profile.max_instance_size)
         // The memory limit is enforced (and reported) by the store limiter; the pool only
         // needs room for the largest memory a run may have.
         .max_memory_size(
             usize::try_from(limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
         )
-        // CPython's function table has about 10k entries.
-        .table_elements(1 << 16)
+        .table_elements(profile.table_elements)
         // Keep the pages a run dirtied mapped and restore only those from the image
         // (found with Linux's PAGEMAP_SCAN; where it is missing, wasmtime falls back to
         // dropping the pages): the next run then takes no page faults there.
@@ -152,9 +83,12 @@ pub fn new_engine(limits: &Limits, metered: bool) -> Result<Engine> {
     // Wasm backtraces are captured on every trap; hostile code traps often and nobody
     // reads the frames of a module without a name section.
     config.wasm_backtrace_max_frames(None);
-    // Stays well below the fiber stack (async_stack_size, 2 MiB by default): overflowing
-    // the host part of a fiber stack would abort the whole process.
-    config.max_wasm_stack(1 << 20);
+    // The wasm stack stays well below the fiber stack: overflowing the host part of a fiber
+    // stack would abort the whole process, so the fiber has 1 MiB more than wasm may use.
+    config.max_wasm_stack(profile.max_wasm_stack);
+    config.async_stack_size((profile.max_wasm_stack + (1 << 20)).max(2 << 20));
+    // The scientific build's C++ (numpy, scipy...) throws wasm exceptions.
+    config.wasm_exceptions(true);
     Engine::new(&config).context("failed to create the wasmtime engine")
 }
 
@@ -168,12 +102,14 @@ pub enum ModuleSource {
 /// Load the compiled module from `cache_dir` or compile it (once) and store it there.
 pub fn load_module(
     engine: &Engine,
-    wasm: &PythonWasm,
+    wasm: &[u8],
+    sha256: &str,
+    path: &Path,
     cache_dir: Option<&Path>,
 ) -> Result<(Module, ModuleSource)> {
-    let name = cache_file_name(engine, "python", &wasm.sha256);
+    let name = cache_file_name(engine, "python", sha256);
     let (module, _, source) = load_cached(engine, cache_dir, &name, || {
-        Ok((compile(engine, wasm)?, Vec::new()))
+        Ok((compile(engine, wasm, path)?, Vec::new()))
     })?;
     Ok((module, source))
 }
@@ -216,14 +152,11 @@ pub fn load_cached(
     Ok((module, meta, ModuleSource::Compiled))
 }
 
-fn compile(engine: &Engine, wasm: &PythonWasm) -> Result<Module> {
+fn compile(engine: &Engine, wasm: &[u8], path: &Path) -> Result<Module> {
     let started = Instant::now();
-    tracing::info!(
-        "compiling {:?} (happens once per wasmtime version and settings)",
-        wasm.path
-    );
-    let module = Module::from_binary(engine, &wasm.bytes)
-        .with_context(|| format!("failed to compile {:?}", wasm.path))?;
+    tracing::info!("compiling {path:?} (happens once per wasmtime version and settings)");
+    let module =
+        Module::from_binary(engine, wasm).with_context(|| format!("failed to compile {path:?}"))?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "compiled python.wasm"
@@ -475,7 +408,12 @@ mod tests {
     /// if it went too far the others would return.
     #[tokio::test]
     async fn only_straight_line_leaf_functions_skip_the_epoch_entry_check() {
-        let engine = new_engine(&Limits::default(), false).unwrap();
+        let profile = EngineProfile {
+            max_wasm_stack: 1 << 20,
+            table_elements: 1 << 10,
+            max_instance_size: 1 << 20,
+        };
+        let engine = new_engine(&Limits::default(), false, &profile).unwrap();
         let module = Module::new(&engine, three_functions()).unwrap();
         let mut store = wasmtime::Store::new(&engine, ());
         let instance = wasmtime::Instance::new_async(&mut store, &module, &[])

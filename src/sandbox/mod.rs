@@ -1,19 +1,22 @@
-//! The sandbox: the only door to wasm. It owns the engine, the compiled python.wasm, the
-//! limits and the single concurrency cap that HTTP, MCP and the CLI all go through, so no
-//! face can starve another or bypass a limit.
+//! The sandbox: the only door to wasm. It owns the runtimes (each with its engines, compiled
+//! modules and snapshots), the limits and the single concurrency cap that HTTP, MCP and the
+//! CLI all go through, so no face can starve another or bypass a limit.
 //!
-//! `Sandbox::load` does everything expensive once (verify the runtime, compile or load the
-//! cached module, link WASI); `Sandbox::run` is the per-request path: admit, instantiate a
-//! pristine interpreter, run, classify.
+//! `Sandbox::load` does everything expensive once (find and verify the runtimes, compile or
+//! load the cached modules, build or load the snapshots, link WASI); `Sandbox::run` is the
+//! per-request path: admit, instantiate a pristine interpreter, run, classify.
 //!
-//! There are two engines, each with its own compiled module and snapshot: a plain one
+//! Each runtime has two engines, each with its own compiled module and snapshot: a plain one
 //! (time, memory and output bounded) and a metered one (fuel on top), because counting
 //! instructions is compiled into the code and slows CPU-bound Python by ~15-25%. A run
 //! goes to the metered engine only when its limits carry fuel (see `limits`).
 
 mod engine;
 mod io;
+mod quota;
 mod run;
+mod runtime;
+mod seed;
 mod snapshot;
 
 use std::path::PathBuf;
@@ -26,18 +29,26 @@ use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{InstancePre, Linker};
 
-pub use crate::outcome::{Outcome, Stop};
-pub use engine::{ModuleSource, PYTHON_VERSION, WASMTIME_VERSION, default_cache_dir};
+pub use crate::outcome::{Image, Outcome, Stop};
+pub use engine::{ModuleSource, WASMTIME_VERSION, default_cache_dir};
 pub use run::Job;
+pub use runtime::{Entry as RuntimeEntry, NAMES as RUNTIME_NAMES};
 
 use crate::limits::{LimitError, LimitRequest, Limits, RunLimits};
-use run::{Entry, GuestState};
+use run::{Entry, GuestState, Hosting};
+use runtime::Runtime;
 
 /// How to build a sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
-    /// python.wasm; `None` searches the usual places (see `locate_python_wasm`).
+    /// The stdlib build's python.wasm; `None` searches the usual places.
     pub python_wasm: Option<PathBuf>,
+    /// The scientific build's directory; `None` searches the usual places.
+    pub scientific_dir: Option<PathBuf>,
+    /// Load only these runtimes (each must be present); empty loads every one present.
+    pub runtimes: Vec<String>,
+    /// The runtime of a request that names none; `None`: scientific if loaded, else stdlib.
+    pub default_runtime: Option<String>,
     /// Where compiled modules are cached; `None` compiles in memory every start.
     pub cache_dir: Option<PathBuf>,
     pub limits: Limits,
@@ -48,9 +59,9 @@ pub struct SandboxOptions {
 /// How runs enter a fresh interpreter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartMode {
-    /// From a snapshot of an initialised interpreter (copy-on-write, sub-millisecond).
+    /// From a snapshot of an initialised interpreter (copy-on-write).
     Snapshot,
-    /// CPython's own start-up in every run (~30 ms).
+    /// CPython's own start-up in every run.
     Cold,
 }
 
@@ -63,11 +74,19 @@ impl StartMode {
     }
 }
 
-/// Facts about the loaded runtime, for /healthz and logs.
+/// Facts about one loaded runtime, for /healthz, the tool description and logs.
 #[derive(Debug, Clone)]
 pub struct RuntimeInfo {
+    pub name: &'static str,
+    pub python_version: &'static str,
     pub python_wasm: PathBuf,
     pub sha256: String,
+    /// The runtime's other pinned files (stdlib zip, manifest, data) and their SHA-256.
+    pub other_hashes: Vec<(String, String)>,
+    /// Packages importable beyond the standard library, with versions.
+    pub packages: Vec<(String, String)>,
+    /// The guest gets a fresh writable directory here in every run.
+    pub scratch: Option<&'static str>,
     pub module_source: ModuleSource,
     pub load_time: Duration,
     pub start_mode: StartMode,
@@ -82,6 +101,11 @@ pub enum RunError {
     CodeTooLarge { len: usize, max: usize },
     #[error("stdin is {len} bytes, more than the limit of {max} bytes")]
     StdinTooLarge { len: usize, max: usize },
+    #[error("unknown runtime {name:?}; this server has: {}", available.join(", "))]
+    UnknownRuntime {
+        name: String,
+        available: Vec<&'static str>,
+    },
     #[error(transparent)]
     Limit(#[from] LimitError),
     #[error("internal error: {0:#}")]
@@ -94,55 +118,65 @@ struct Flavor {
     entry: Entry,
 }
 
-pub struct Sandbox {
+/// A runtime ready to run: what every run is given, and its two flavors.
+struct Loaded {
+    info: RuntimeInfo,
+    hosting: Hosting,
     plain: Flavor,
     metered: Flavor,
+}
+
+pub struct Sandbox {
+    runtimes: Vec<Loaded>,
+    default: usize,
     limits: Limits,
-    info: RuntimeInfo,
     slots: Arc<Semaphore>,
     queued: AtomicUsize,
 }
 
 impl Sandbox {
-    /// Verify and load the runtime, compiling it only if the cache has no usable artifact.
+    /// Find, verify and load every runtime, compiling only what the cache does not have.
     pub fn load(options: SandboxOptions) -> Result<Sandbox> {
         Self::load_inner(options).map_err(into_anyhow)
     }
 
     fn load_inner(options: SandboxOptions) -> wasmtime::Result<Sandbox> {
         use wasmtime::error::Context as _;
-        let started = Instant::now();
         options.limits.validate().context("invalid limits")?;
-        let path = engine::locate_python_wasm(options.python_wasm.as_deref())?;
-        let wasm = engine::load_python_wasm(&path)?;
-        let (plain, plain_source) = load_flavor(&wasm, &options, false)?;
-        let (metered, metered_source) = load_flavor(&wasm, &options, true)?;
-        // Both flavors' artifacts were just loaded (and so marked as used): whatever else of
+        let found = runtime::discover(&runtime::Search {
+            stdlib: options.python_wasm.clone(),
+            scientific: options.scientific_dir.clone(),
+            only: options.runtimes.clone(),
+        })?;
+        let mut runtimes = Vec::new();
+        for runtime in &found {
+            runtimes.push(
+                load_runtime(runtime, &options)
+                    .with_context(|| format!("failed to load the {:?} runtime", runtime.name))?,
+            );
+        }
+        // Every flavor's artifacts were just loaded (and so marked as used): whatever else of
         // ours has gone unused that long belongs to an old version or setting.
         if let Some(dir) = options.cache_dir.as_deref() {
             engine::prune_cache(dir, engine::CACHE_UNUSED_FOR);
         }
-        let snapshot = |flavor: &Flavor| matches!(flavor.entry, Entry::Snapshot(_));
-        let info = RuntimeInfo {
-            python_wasm: path,
-            sha256: wasm.sha256,
-            module_source: match (plain_source, metered_source) {
-                (ModuleSource::Cache, ModuleSource::Cache) => ModuleSource::Cache,
-                _ => ModuleSource::Compiled,
-            },
-            load_time: started.elapsed(),
-            // "snapshot" only if every run gets one, metered or not.
-            start_mode: match snapshot(&plain) && snapshot(&metered) {
-                true => StartMode::Snapshot,
-                false => StartMode::Cold,
-            },
+        let names: Vec<&'static str> = runtimes.iter().map(|r| r.info.name).collect();
+        let default = match options.default_runtime.as_deref() {
+            Some(name) => names.iter().position(|n| *n == name).ok_or_else(|| {
+                wasmtime::format_err!(
+                    "--default-runtime {name:?} is not loaded; loaded: {}",
+                    names.join(", ")
+                )
+            })?,
+            // The scientific runtime is what most data work needs; the stdlib one is the
+            // fallback when it is not installed.
+            None => names.iter().position(|n| *n == "scientific").unwrap_or(0),
         };
         Ok(Sandbox {
-            plain,
-            metered,
+            runtimes,
+            default,
             slots: Arc::new(Semaphore::new(options.limits.max_concurrency)),
             limits: options.limits,
-            info,
             queued: AtomicUsize::new(0),
         })
     }
@@ -151,8 +185,21 @@ impl Sandbox {
         &self.limits
     }
 
+    /// The default runtime's facts.
     pub fn info(&self) -> &RuntimeInfo {
-        &self.info
+        &self.runtimes[self.default].info
+    }
+
+    /// Every loaded runtime, the default first.
+    pub fn runtimes(&self) -> impl Iterator<Item = &RuntimeInfo> {
+        let default = std::iter::once(&self.runtimes[self.default].info);
+        let others = self
+            .runtimes
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| *i != self.default)
+            .map(|(_, r)| &r.info);
+        default.chain(others)
     }
 
     /// Runs executing now.
@@ -165,13 +212,30 @@ impl Sandbox {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// The runtime a request names (`None`: the default).
+    pub fn runtime_index(&self, name: Option<&str>) -> Result<usize, RunError> {
+        let Some(name) = name else {
+            return Ok(self.default);
+        };
+        self.runtimes
+            .iter()
+            .position(|r| r.info.name == name)
+            .ok_or_else(|| RunError::UnknownRuntime {
+                name: name.chars().take(64).collect(),
+                available: self.runtimes().map(|r| r.name).collect(),
+            })
+    }
+
     /// Check a request against the limits and turn it into a job.
     pub fn job(
         &self,
         code: String,
         stdin: Option<String>,
         asked: &LimitRequest,
+        runtime: Option<&str>,
+        seed: Option<u64>,
     ) -> Result<Job, RunError> {
+        let runtime = self.runtime_index(runtime)?;
         if code.len() > self.limits.max_code_bytes {
             return Err(RunError::CodeTooLarge {
                 len: code.len(),
@@ -190,26 +254,37 @@ impl Sandbox {
             code,
             stdin,
             limits,
+            runtime,
+            seed,
         })
+    }
+
+    /// The name of the runtime a job runs in.
+    pub fn runtime_name(&self, job: &Job) -> &'static str {
+        self.runtimes[job.runtime].info.name
     }
 
     /// Run a job in a pristine interpreter, waiting for a slot if all are busy (up to the
     /// queue bound). Dropping the returned future cancels the run and frees its slot.
     pub async fn run(&self, job: &Job) -> Result<Outcome, RunError> {
         let _slot = self.admit(job.limits.timeout).await?;
+        let runtime = &self.runtimes[job.runtime];
         let flavor = match job.limits.fuel {
-            Some(_) => &self.metered,
-            None => &self.plain,
+            Some(_) => &runtime.metered,
+            None => &runtime.plain,
         };
-        let outcome = run::run(&flavor.pre, flavor.entry, job)
+        let mut outcome = run::run(&flavor.pre, flavor.entry, &runtime.hosting, job)
             .await
             .map_err(|e| RunError::Internal(into_anyhow(e)))?;
+        outcome.runtime = runtime.info.name.to_string();
         tracing::info!(
+            runtime = runtime.info.name,
             duration_ms = outcome.duration.as_secs_f64() * 1e3,
             fuel_used = outcome.fuel_used,
             stopped = outcome.stopped.map(Stop::as_str).unwrap_or("none"),
             exit_code = outcome.exit_code,
             code_bytes = job.code.len(),
+            images = outcome.images.len(),
             "run finished"
         );
         Ok(outcome)
@@ -260,76 +335,165 @@ impl Drop for QueueSpot<'_> {
     }
 }
 
-/// One engine (`metered`: with fuel), its compiled module, and its snapshot if asked for
-/// and it passes its self-test (otherwise cold starts, with a warning).
+/// A runtime's two flavors. The snapshot is built once (on the plain engine) and its bytes
+/// compiled for each engine that does not have it cached; the original module is compiled
+/// only if a flavor has to start cold (the scientific build takes minutes to compile).
+fn load_runtime(runtime: &Runtime, options: &SandboxOptions) -> wasmtime::Result<Loaded> {
+    let started = Instant::now();
+    let hosting = Hosting::new(runtime);
+    let mut built: Option<(Vec<u8>, snapshot::EntryPoint)> = None;
+    let (plain, plain_source) = load_flavor(runtime, &hosting, options, false, &mut built)?;
+    let (metered, metered_source) = load_flavor(runtime, &hosting, options, true, &mut built)?;
+    let snapshot = |flavor: &Flavor| matches!(flavor.entry, Entry::Snapshot(_));
+    let info = RuntimeInfo {
+        name: runtime.name,
+        python_version: runtime.python_version,
+        python_wasm: runtime.wasm_path.clone(),
+        sha256: runtime.sha256.clone(),
+        other_hashes: runtime.other_hashes.clone(),
+        packages: runtime.packages.clone(),
+        scratch: runtime.scratch,
+        module_source: match (plain_source, metered_source) {
+            (ModuleSource::Cache, ModuleSource::Cache) => ModuleSource::Cache,
+            _ => ModuleSource::Compiled,
+        },
+        load_time: started.elapsed(),
+        // "snapshot" only if every run gets one, metered or not.
+        start_mode: match snapshot(&plain) && snapshot(&metered) {
+            true => StartMode::Snapshot,
+            false => StartMode::Cold,
+        },
+    };
+    tracing::info!(
+        runtime = runtime.name,
+        load_ms = info.load_time.as_millis() as u64,
+        start = info.start_mode.as_str(),
+        "runtime ready"
+    );
+    Ok(Loaded {
+        info,
+        hosting,
+        plain,
+        metered,
+    })
+}
+
+/// One engine (`metered`: with fuel) and its way in: the snapshot if asked for and it passes
+/// its self-test, otherwise the compiled module started cold (with a warning).
 fn load_flavor(
-    wasm: &engine::PythonWasm,
+    runtime: &Runtime,
+    hosting: &Hosting,
     options: &SandboxOptions,
     metered: bool,
+    built: &mut Option<(Vec<u8>, snapshot::EntryPoint)>,
 ) -> wasmtime::Result<(Flavor, ModuleSource)> {
     use wasmtime::error::Context as _;
-    let engine = engine::new_engine(&options.limits, metered)?;
-    let (module, module_source) = engine::load_module(&engine, wasm, options.cache_dir.as_deref())?;
+    let engine = engine::new_engine(&options.limits, metered, &runtime.engine)?;
     let mut linker: Linker<GuestState> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, GuestState::wasi)
         .context("failed to link WASI")?;
-    let cold = linker
-        .instantiate_pre(&module)
-        .context("python.wasm needs imports this host does not provide")?;
+    // The scientific build's door to host tools (`host.call`); this host binds none, which
+    // the guest sees as ConnectionRefusedError.
+    linker
+        .func_wrap("host", "call", |_: i32, _: i32, _: i32, _: i32| -> i32 { -1 })
+        .context("failed to link host.call")?;
+    if runtime.scratch.is_some() {
+        quota::add_to_linker(&mut linker).context("failed to link the scratch quota")?;
+    }
     engine::spawn_epoch_ticker(engine.clone());
     let kind = if metered { "metered" } else { "plain" };
-    let (pre, entry) = match options.snapshot {
-        false => (cold, Entry::Cold),
-        true => match prepare_snapshot(&engine, &linker, wasm, options, metered) {
-            Ok((pre, point)) => (pre, Entry::Snapshot(point)),
-            Err(err) => {
-                tracing::warn!(
-                    "snapshot unavailable, every {kind} run starts CPython cold: {err:#}"
-                );
-                (cold, Entry::Cold)
+    if options.snapshot {
+        match prepare_snapshot(&engine, &linker, runtime, hosting, options, metered, built) {
+            Ok((pre, point, source)) => {
+                return Ok((
+                    Flavor {
+                        pre,
+                        entry: Entry::Snapshot(point),
+                    },
+                    source,
+                ));
             }
+            Err(err) => tracing::warn!(
+                "snapshot unavailable, every {kind} run of {:?} starts CPython cold: {err:#}",
+                runtime.name
+            ),
+        }
+    }
+    let (module, source) = engine::load_module(
+        &engine,
+        &runtime.wasm,
+        &runtime.sha256,
+        &runtime.wasm_path,
+        options.cache_dir.as_deref(),
+    )?;
+    let pre = linker
+        .instantiate_pre(&module)
+        .context("python.wasm needs imports this host does not provide")?;
+    Ok((
+        Flavor {
+            pre,
+            entry: Entry::Cold,
         },
-    };
-    Ok((Flavor { pre, entry }, module_source))
+        source,
+    ))
 }
 
-/// Load the snapshot from the cache or build it (once), then prove it before use.
+/// Load the snapshot from the cache or build it (once per runtime, driver and settings),
+/// then prove it before use.
 fn prepare_snapshot(
     engine: &wasmtime::Engine,
     linker: &Linker<GuestState>,
-    wasm: &engine::PythonWasm,
+    runtime: &Runtime,
+    hosting: &Hosting,
     options: &SandboxOptions,
     metered: bool,
-) -> wasmtime::Result<(InstancePre<GuestState>, snapshot::EntryPoint)> {
+    built: &mut Option<(Vec<u8>, snapshot::EntryPoint)>,
+) -> wasmtime::Result<(
+    InstancePre<GuestState>,
+    snapshot::EntryPoint,
+    ModuleSource,
+)> {
     use sha2::{Digest, Sha256};
-    // The snapshot depends on the exact runtime, the driver, how the host builds it (engine
-    // settings are in the file name too).
+    // The snapshot depends on the exact runtime, the driver, the warm-up code and how the
+    // host builds it (engine settings are in the file name too).
     let key = hex::encode(Sha256::digest(format!(
-        "{}\n{}\n{}",
-        wasm.sha256,
+        "{}\n{}\n{}\n{}",
+        runtime.sha256,
         snapshot::FORMAT,
-        run::DRIVER
+        run::DRIVER,
+        runtime.warm
     )));
     let name = engine::cache_file_name(engine, "snapshot", &key);
     let (module, meta, source) =
         engine::load_cached(engine, options.cache_dir.as_deref(), &name, || {
+            if built.is_none() {
+                let started = Instant::now();
+                tracing::info!(
+                    runtime = runtime.name,
+                    "building the interpreter snapshot (once per runtime, driver and settings)"
+                );
+                *built = Some(on_fresh_runtime(|| snapshot::build(engine, linker, runtime))?);
+                tracing::info!(
+                    runtime = runtime.name,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "built the snapshot"
+                );
+            }
+            let (bytes, point) = built.as_ref().expect("built above");
             let started = Instant::now();
+            let module = wasmtime::Module::new(engine, bytes)?;
             tracing::info!(
-                "building the interpreter snapshot (once per runtime, driver and settings)"
-            );
-            let (bytes, point) = on_fresh_runtime(|| snapshot::build(engine, linker, &wasm.bytes))?;
-            let module = wasmtime::Module::new(engine, &bytes)?;
-            tracing::info!(
+                runtime = runtime.name,
                 elapsed_ms = started.elapsed().as_millis() as u64,
-                "built the snapshot"
+                "compiled the snapshot"
             );
-            Ok((module, serde_json::to_vec(&point)?))
+            Ok((module, serde_json::to_vec(point)?))
         })?;
     let point: snapshot::EntryPoint = serde_json::from_slice(&meta)?;
     let pre = linker.instantiate_pre(&module)?;
-    on_fresh_runtime(|| self_test(&pre, point, &options.limits, metered))?;
-    tracing::info!(module = ?source, "runs start from the interpreter snapshot");
-    Ok((pre, point))
+    on_fresh_runtime(|| self_test(&pre, point, hosting, &options.limits, metered))?;
+    tracing::info!(runtime = runtime.name, module = ?source, "runs start from the interpreter snapshot");
+    Ok((pre, point, source))
 }
 
 /// A bad snapshot must cost speed, never correctness: it has to give the right answers,
@@ -337,6 +501,7 @@ fn prepare_snapshot(
 async fn self_test(
     pre: &InstancePre<GuestState>,
     point: snapshot::EntryPoint,
+    hosting: &Hosting,
     limits: &Limits,
     metered: bool,
 ) -> wasmtime::Result<()> {
@@ -351,8 +516,10 @@ async fn self_test(
             code: code.to_string(),
             stdin: b"in".to_vec(),
             limits,
+            runtime: 0,
+            seed: None,
         };
-        async move { run::run(pre, Entry::Snapshot(point), &job).await }
+        async move { run::run(pre, Entry::Snapshot(point), hosting, &job).await }
     };
     let out = run("import sys\nprint(1+1)\nleft = 'behind'\n[2+2, sys.stdin.read()]").await?;
     let expected = serde_json::json!([4, "in"]);

@@ -6,42 +6,125 @@
 //! capture's budget). Nothing of a run outlives it: the store, instance, memory and pipes
 //! are dropped at the end, so the next run starts from the pristine module.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use wasmtime::error::Context;
-use wasmtime::{InstancePre, ResourceLimiter, Result, Store, Trap};
-use wasmtime_wasi::I32Exit;
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime::{Instance, InstancePre, ResourceLimiter, Result, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 pub use super::io::{Capture, Channel};
-use crate::limits::RunLimits;
+use super::runtime::{self, Runtime};
+use super::quota::Quota;
+use super::seed::Seeded;
+use crate::limits::{self as limit, RunLimits};
 use crate::outcome::{Ended, Outcome, Quoted, Stop, assemble};
 
 /// The in-guest driver (see driver.py for its protocol).
 pub const DRIVER: &str = include_str!("driver.py");
 
 /// Length of the protocol header the driver reads first (`HEADER_LEN` in driver.py).
-const HEADER_LEN: usize = 96;
+const HEADER_LEN: usize = 160;
 
-/// Fixed argv: isolated mode (no environment, no user site), unbuffered stdio so output
-/// written before a limit stops the run is not lost in a buffer, UTF-8 mode.
-pub const ARGV: [&str; 7] = ["python", "-I", "-u", "-X", "utf8", "-c", DRIVER];
+/// The command runtime's argv around the driver: isolated mode (no environment, no user
+/// site), unbuffered stdio so output written before a limit stops the run is not lost in a
+/// buffer, UTF-8 mode. A reactor configures its interpreter itself and gets only argv[0].
+const COMMAND_FLAGS: [&str; 6] = ["-I", "-u", "-X", "utf8", "-c", DRIVER];
 
 /// How a run enters the interpreter.
 #[derive(Debug, Clone, Copy)]
 pub enum Entry {
-    /// `_start`: CPython starts up from scratch (~30 ms), then runs the driver.
+    /// CPython starts up from scratch (~30 ms for the stdlib build), then runs the driver:
+    /// `_start` of a command, `_initialize` and a `turn` of a reactor.
     Cold,
     /// A pre-initialised snapshot: call the driver's `_omcp_run` directly.
     Snapshot(super::snapshot::EntryPoint),
+}
+
+/// What every run of one runtime is given besides the job: argv, environment and
+/// directories. Built once per runtime; a run adds only its own scratch directory.
+#[derive(Debug, Clone)]
+pub struct Hosting {
+    pub entry: runtime::Entry,
+    pub argv: Vec<String>,
+    pub env: Vec<(&'static str, &'static str)>,
+    pub grants: Vec<runtime::Grant>,
+    /// Guest path of the run's own writable directory, and where those are made on the host.
+    pub scratch: Option<(&'static str, PathBuf)>,
+}
+
+impl Hosting {
+    pub fn new(runtime: &Runtime) -> Hosting {
+        let mut argv = vec![runtime.argv0.to_string()];
+        if runtime.entry == runtime::Entry::Command {
+            argv.extend(COMMAND_FLAGS.iter().map(|s| s.to_string()));
+        }
+        Hosting {
+            entry: runtime.entry,
+            argv,
+            env: runtime.env.clone(),
+            grants: runtime.grants.clone(),
+            scratch: runtime.scratch.map(|guest| (guest, scratch_root())),
+        }
+    }
+
+    /// Source of the `turn` that runs the driver in a reactor, in `mode` ("run" or
+    /// "snapshot", with the runtime's warm-up code).
+    pub fn reactor_driver(mode: &str, warm: &str) -> String {
+        format!(
+            "_omcp_mode = {}\n_omcp_warm = {}\n{DRIVER}",
+            py_str(mode),
+            py_str(warm)
+        )
+    }
+}
+
+/// A Python string literal for `text` (JSON's escapes are valid Python).
+fn py_str(text: &str) -> String {
+    serde_json::to_string(text).expect("a string always serializes")
+}
+
+/// Where runs' scratch directories are made: private to this process.
+fn scratch_root() -> PathBuf {
+    std::env::temp_dir().join(format!("omcp-scratch-{}", std::process::id()))
+}
+
+/// A run's writable directory on the host, removed with everything in it when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(root: &Path) -> Result<Scratch> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("failed to create the scratch root {root:?}"))?;
+        let mut name = [0u8; 16];
+        getrandom::fill(&mut name).context("no randomness for a scratch directory name")?;
+        let path = root.join(hex::encode(name));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("failed to create the scratch directory {path:?}"))?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // std's remove_dir_all does not follow symlinks the guest may have made.
+        if let Err(err) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!("could not remove the scratch directory {:?}: {err}", self.0);
+        }
+    }
 }
 
 /// Per-store host state.
 pub struct GuestState {
     wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
+    /// What the run may still write to its scratch directory.
+    pub quota: Quota,
 }
 
 impl GuestState {
@@ -89,24 +172,48 @@ pub struct Job {
     pub code: String,
     pub stdin: Vec<u8>,
     pub limits: RunLimits,
+    /// Which runtime (an index into the sandbox's list).
+    pub runtime: usize,
+    /// Makes the run deterministic: its random source and clocks come from this seed.
+    pub seed: Option<u64>,
 }
 
-/// A store with the deny-by-default WASI context: no preopened directories, no
-/// environment variables, no sockets; only these three streams, the clocks and a random
-/// source. Fuel and the epoch yield are set; the caller sets the amount of fuel.
+/// A store with the deny-by-default WASI context: only the runtime's read-only grants and
+/// the run's own scratch directory (if the runtime has them), the runtime's fixed
+/// environment, no sockets; these three streams, the clocks and a random source (seeded
+/// ones when `seeded`). Fuel and the epoch yield are set; the caller sets the amount of fuel.
 pub fn new_store(
     engine: &wasmtime::Engine,
-    argv: &[&str],
+    hosting: &Hosting,
+    scratch: Option<&Scratch>,
     input: Vec<u8>,
     capture: &Capture,
     memory_mb: u64,
-) -> Store<GuestState> {
-    let wasi = WasiCtxBuilder::new()
-        .args(argv)
+    scratch_bytes: u64,
+    seeded: Option<&Seeded>,
+) -> Result<Store<GuestState>> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .args(&hosting.argv)
+        .envs(&hosting.env)
         .stdin(MemoryInputPipe::new(input))
         .stdout(capture.stream(Channel::Stdout))
-        .stderr(capture.stream(Channel::Stderr))
-        .build_p1();
+        .stderr(capture.stream(Channel::Stderr));
+    // The order is the descriptor numbering a snapshot has recorded: grants, then scratch.
+    for grant in &hosting.grants {
+        builder
+            .preopened_dir(&grant.host, grant.guest, FsPerms::ReadOnly)
+            .with_context(|| format!("failed to grant {:?} to the guest", grant.host))?;
+    }
+    if let (Some((guest, _)), Some(scratch)) = (&hosting.scratch, scratch) {
+        builder
+            .preopened_dir(&scratch.0, guest, FsPerms::ReadWrite)
+            .with_context(|| format!("failed to grant {:?} to the guest", scratch.0))?;
+    }
+    if let Some(seeded) = seeded {
+        seeded.configure(&mut builder);
+    }
+    let wasi = builder.build_p1();
     let max_bytes = usize::try_from(memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     let state = GuestState {
         wasi,
@@ -114,6 +221,7 @@ pub fn new_store(
             max_bytes,
             refused: false,
         },
+        quota: Quota::new(scratch_bytes),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -121,12 +229,43 @@ pub fn new_store(
     // for long, and a timeout around the call can fire even while wasm is spinning.
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);
-    store
+    Ok(store)
+}
+
+/// Start a reactor's interpreter (`_initialize`) and run `source` with `turn`, as a cold
+/// run and the snapshot build do.
+pub async fn reactor_turn(
+    store: &mut Store<GuestState>,
+    instance: &Instance,
+    initialize: bool,
+    source: &str,
+) -> Result<i32> {
+    if initialize {
+        let init = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")?;
+        init.call_async(&mut *store, ()).await?;
+    }
+    let alloc = instance.get_typed_func::<i32, i32>(&mut *store, "host_alloc")?;
+    let turn = instance.get_typed_func::<(i32, i32), i32>(&mut *store, "turn")?;
+    let len = i32::try_from(source.len()).context("turn source over 2 GiB")?;
+    let at = alloc.call_async(&mut *store, len).await?;
+    if at == 0 {
+        wasmtime::bail!("host_alloc({len}) returned NULL");
+    }
+    let memory = instance
+        .get_memory(&mut *store, "memory")
+        .context("the reactor exports no memory")?;
+    memory.write(&mut *store, at.cast_unsigned() as usize, source.as_bytes())?;
+    turn.call_async(&mut *store, (at, len)).await
 }
 
 /// Run `job` in a fresh instance. Errors are host failures only; everything the guest does,
 /// including hitting a limit, is an `Outcome`.
-pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Result<Outcome> {
+pub async fn run(
+    pre: &InstancePre<GuestState>,
+    entry: Entry,
+    hosting: &Hosting,
+    job: &Job,
+) -> Result<Outcome> {
     let started = Instant::now();
     let limits = job.limits;
     // Page faults are the first thing to look at when runs get slower (see
@@ -136,23 +275,35 @@ pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Resu
     let mut marker = vec![0u8; 16];
     getrandom::fill(&mut marker).context("failed to get randomness for the envelope marker")?;
     let header = header(&marker, job.code.len(), limits.max_output_bytes.max(1024));
+    let seeded = job.seed.map(Seeded::new);
     let mut input = Vec::with_capacity(header.len() + job.code.len() + job.stdin.len());
     input.extend_from_slice(header.as_bytes());
     input.extend_from_slice(job.code.as_bytes());
     input.extend_from_slice(&job.stdin);
 
     // The envelope holds up to three fields the driver clips to `max_result` characters
-    // (result, repr, error); JSON escaping can grow text up to 6x.
-    let envelope_cap = 64 * 1024 + 18 * limits.max_output_bytes.max(1024);
+    // (result, repr, error); JSON escaping can grow text up to 6x. Images come base64
+    // (4/3 of their bytes), and each omitted one with a short reason.
+    let envelope_cap = 64 * 1024
+        + 18 * limits.max_output_bytes.max(1024)
+        + limit::MAX_IMAGE_BYTES / 3 * 4
+        + 1024 * limit::MAX_IMAGES;
     let capture = Capture::new(marker, limits.max_output_bytes, envelope_cap);
 
+    let scratch = match &hosting.scratch {
+        Some((_, root)) => Some(Scratch::new(root)?),
+        None => None,
+    };
     let mut store = new_store(
         pre.module().engine(),
-        &ARGV,
+        hosting,
+        scratch.as_ref(),
         input,
         &capture,
         limits.memory_mb,
-    );
+        limits.scratch_bytes,
+        seeded.as_ref(),
+    )?;
     if let Some(fuel) = limits.fuel {
         store.set_fuel(fuel)?;
     }
@@ -162,12 +313,19 @@ pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Resu
     let execution = tokio::time::timeout(limits.timeout, async {
         let instance = pre.instantiate_async(&mut store).await?;
         tracing::debug!(instantiated_us = started.elapsed().as_micros() as u64);
-        match entry {
-            Entry::Cold => {
+        match (entry, hosting.entry) {
+            (Entry::Cold, runtime::Entry::Command) => {
                 let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                 start.call_async(&mut store, ()).await
             }
-            Entry::Snapshot(point) => point.call(&mut store, &instance).await,
+            (Entry::Cold, runtime::Entry::Reactor) => {
+                let driver = Hosting::reactor_driver("run", "");
+                reactor_turn(&mut store, &instance, true, &driver).await?;
+                wasmtime::bail!("the driver returned instead of exiting")
+            }
+            (Entry::Snapshot(point), _) => {
+                point.call(&mut store, &instance, seeded.as_ref()).await
+            }
         }
     })
     .await;
@@ -178,6 +336,7 @@ pub async fn run(pre: &InstancePre<GuestState>, entry: Entry, job: &Job) -> Resu
     let memory_refused = store.data().limiter.refused;
     let called = started.elapsed();
     drop(store);
+    drop(scratch);
     tracing::debug!(
         called_us = called.as_micros() as u64,
         dropped_us = started.elapsed().as_micros() as u64,
@@ -215,7 +374,13 @@ fn minor_faults() -> u64 {
 /// The driver's protocol header: fixed length, so the driver reads it with one `os.read`
 /// and not a byte of the code or the caller's stdin after it.
 fn header(marker: &[u8], code_len: usize, max_result: usize) -> String {
-    let fields = format!("omcp2 {} {code_len} {max_result}", hex::encode(marker));
+    let fields = format!(
+        "omcp3 {} {code_len} {max_result} {} {} {}",
+        hex::encode(marker),
+        limit::MAX_IMAGES,
+        limit::MAX_IMAGE_PIXELS,
+        limit::MAX_IMAGE_BYTES
+    );
     format!("{fields:<width$}\n", width = HEADER_LEN - 1)
 }
 
@@ -255,9 +420,11 @@ mod tests {
         assert!(widest.ends_with('\n'));
         let small = header(&[0; 16], 0, 1024);
         assert_eq!(small.len(), HEADER_LEN);
+        let fields: Vec<&str> = small.split_whitespace().collect();
         assert_eq!(
-            small.split_whitespace().collect::<Vec<_>>(),
-            ["omcp2", "00000000000000000000000000000000", "0", "1024"]
+            fields[..4],
+            ["omcp3", "00000000000000000000000000000000", "0", "1024"]
         );
+        assert_eq!(fields.len(), 7);
     }
 }

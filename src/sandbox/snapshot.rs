@@ -1,9 +1,15 @@
-//! A pre-initialised interpreter: CPython after start-up, with common modules imported,
-//! snapshotted (wasmtime-wizer) into a new module, so every run instantiates a fresh
-//! copy-on-write image of a live interpreter instead of paying ~30 ms of start-up.
+//! A pre-initialised interpreter: CPython after start-up, with the runtime's common modules
+//! imported, snapshotted (wasmtime-wizer) into a new module, so every run instantiates a
+//! fresh copy-on-write image of a live interpreter instead of paying for start-up (~30 ms
+//! for the stdlib build, seconds for numpy, pandas and matplotlib).
 //!
-//! python.wasm is a WASI *command*: it exports `_start` and nothing that enters an already
-//! running interpreter. So the snapshot is taken by hand:
+//! A WASI *reactor* (the scientific runtime) is the simple case: `_initialize`, then a
+//! `turn` that builds the driver and runs the warm-up imports; the turn returns, the stack
+//! is back where it started, and the instance is snapshotted as it is. A run then calls
+//! `turn("_omcp_run()")` in a fresh copy.
+//!
+//! The stdlib python.wasm is a WASI *command*: it exports `_start` and nothing that enters
+//! an already running interpreter. So its snapshot is taken by hand:
 //! 1. instrument the module (wizer exports its globals and memory),
 //! 2. run `_start` with the driver in `snapshot` mode: it warms imports, reports the
 //!    addresses of its `_omcp_run` function object, of that object's type, of the empty
@@ -28,11 +34,16 @@ use wasmtime::{Engine, Instance, Linker, Module, Result, Store, Val, bail, forma
 use wasmtime_wasi::I32Exit;
 use wasmtime_wizer::{WasmtimeWizer, Wizer};
 
-use super::run::{ARGV, Capture, GuestState, new_store};
+use super::run::{Capture, GuestState, Hosting, Scratch, new_store, reactor_turn};
+use super::runtime::{Entry, Runtime};
+use super::seed::{SNAPSHOT_SEED, Seeded};
 
 /// Version of how [`build`] makes a snapshot (part of its cache key): bump it with any
 /// change here that changes the module it writes.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
+
+/// What a reactor snapshot's run passes to `turn`.
+const RUN_TURN: &str = "_omcp_run()";
 
 /// Name under which the snapshot module exports its function table.
 const TABLE_EXPORT: &str = "omcp_table";
@@ -50,6 +61,8 @@ const MT_WORDS: usize = 624;
 /// state of `random`'s generator lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryPoint {
+    /// How the snapshot is entered: the table call below, or `turn`.
+    pub entry: Entry,
     pub table_index: u32,
     pub callable: u32,
     pub args: u32,
@@ -58,10 +71,19 @@ pub struct EntryPoint {
 }
 
 impl EntryPoint {
-    /// Reseed `random`, then call the driver's `_omcp_run` in `instance`. Like `_start`,
-    /// the driver ends with `os._exit`.
-    pub async fn call(&self, store: &mut Store<GuestState>, instance: &Instance) -> Result<()> {
-        self.reseed(store, instance)?;
+    /// Reseed `random` (from `seeded` if given), then call the driver's `_omcp_run` in
+    /// `instance`. Like `_start`, the driver ends with `os._exit`.
+    pub async fn call(
+        &self,
+        store: &mut Store<GuestState>,
+        instance: &Instance,
+        seeded: Option<&Seeded>,
+    ) -> Result<()> {
+        self.reseed(store, instance, seeded)?;
+        if self.entry == Entry::Reactor {
+            reactor_turn(store, instance, false, RUN_TURN).await?;
+            bail!("the driver returned instead of exiting");
+        }
         let table = instance
             .get_table(&mut *store, TABLE_EXPORT)
             .ok_or_else(|| format_err!("snapshot module does not export {TABLE_EXPORT:?}"))?;
@@ -81,13 +103,23 @@ impl EntryPoint {
 
     /// Give this run's `random` a fresh state, as `random.seed()` would from os.urandom:
     /// 624 random words with the index at the end (the next draw regenerates the block).
-    fn reseed(&self, store: &mut Store<GuestState>, instance: &Instance) -> Result<()> {
+    fn reseed(
+        &self,
+        store: &mut Store<GuestState>,
+        instance: &Instance,
+        seeded: Option<&Seeded>,
+    ) -> Result<()> {
         let memory = instance
             .get_memory(&mut *store, "memory")
             .ok_or_else(|| format_err!("snapshot module exports no memory"))?;
         let mut fresh = [0u8; 4 + 4 * MT_WORDS];
         fresh[..4].copy_from_slice(&(MT_WORDS as u32).to_le_bytes());
-        getrandom::fill(&mut fresh[4..]).map_err(|e| format_err!("no randomness: {e}"))?;
+        match seeded {
+            Some(seeded) => seeded.fill(&mut fresh[4..]),
+            None => {
+                getrandom::fill(&mut fresh[4..]).map_err(|e| format_err!("no randomness: {e}"))?
+            }
+        }
         // As CPython's init_by_array does: the top bit of the first word makes sure the
         // state is never all zero (the generator's one invalid state).
         fresh[7] |= 0x80;
@@ -96,22 +128,43 @@ impl EntryPoint {
     }
 }
 
-/// Build a snapshot of `wasm` (the verified python.wasm): its bytes and entry point.
+/// Build a snapshot of `runtime` (its verified python.wasm): its bytes and entry point.
+/// It is built seeded (see `SNAPSHOT_SEED`), so the same runtime and driver give the same
+/// snapshot on every machine.
 pub async fn build(
     engine: &Engine,
     linker: &Linker<GuestState>,
-    wasm: &[u8],
+    runtime: &Runtime,
 ) -> Result<(Vec<u8>, EntryPoint)> {
     let wizer = Wizer::new();
-    let (context, instrumented) = wizer.instrument(wasm)?;
+    let (context, instrumented) = wizer.instrument(&runtime.wasm)?;
     let module = Module::new(engine, &instrumented)?;
 
     let mut marker = vec![0u8; 16];
     getrandom::fill(&mut marker).map_err(|e| format_err!("no randomness: {e}"))?;
     let capture = Capture::new(marker, 1 << 20, 0);
-    let mut argv = ARGV.to_vec();
-    argv.push("snapshot");
-    let mut store = new_store(engine, &argv, Vec::new(), &capture, 1024);
+    let mut hosting = Hosting::new(runtime);
+    if runtime.entry == Entry::Command {
+        hosting.argv.push("snapshot".into());
+        hosting.argv.push(runtime.warm.into());
+    }
+    // The snapshot's scratch directory only lives while it is built; runs get their own
+    // at the same guest path (and descriptor number).
+    let scratch = match &hosting.scratch {
+        Some((_, root)) => Some(Scratch::new(root)?),
+        None => None,
+    };
+    let seeded = Seeded::new(SNAPSHOT_SEED);
+    let mut store = new_store(
+        engine,
+        &hosting,
+        scratch.as_ref(),
+        Vec::new(),
+        &capture,
+        4096,
+        1 << 30,
+        Some(&seeded),
+    )?;
     // Only a metered engine has fuel to set (elsewhere this is an error, and no matter).
     let _ = store.set_fuel(u64::MAX);
     let instance = linker.instantiate_async(&mut store, &module).await?;
@@ -124,8 +177,21 @@ pub async fn build(
         bail!("global 0 is not a plausible stack pointer: {initial_sp:?}");
     }
 
-    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-    let ended = start.call_async(&mut store, ()).await;
+    let ended = match runtime.entry {
+        Entry::Command => {
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        }
+        Entry::Reactor => {
+            let driver = Hosting::reactor_driver("snapshot", runtime.warm);
+            match reactor_turn(&mut store, &instance, true, &driver).await {
+                // The command leaves with `os._exit(0)`; a turn returns its status.
+                Ok(0) => Err(I32Exit(0).into()),
+                Ok(status) => Err(format_err!("the snapshot turn returned status {status}")),
+                Err(err) => Err(err),
+            }
+        }
+    };
     let (stdout, stderr) = {
         let captured = capture.lock();
         (
@@ -169,17 +235,24 @@ pub async fn build(
             .ok_or_else(|| format_err!("address {at} outside linear memory"))?;
         Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
     };
-    let type_object = type_object as usize;
-    // Check the layout assumption before trusting the slot: tp_name must be "function".
-    let name_at = word(type_object + TP_NAME_OFFSET)? as usize;
-    let name = data.get(name_at..name_at + 9).unwrap_or_default();
-    if name != b"function\0" {
-        bail!(
-            "unexpected PyTypeObject layout: tp_name is {:?}",
-            String::from_utf8_lossy(name)
-        );
-    }
-    let table_index = word(type_object + TP_CALL_OFFSET)?;
+    // Only a command is entered through the function type's `tp_call` slot.
+    let table_index = match runtime.entry {
+        Entry::Reactor => 0,
+        Entry::Command => {
+            let type_object = type_object as usize;
+            // Check the layout assumption before trusting the slot: tp_name must be
+            // "function".
+            let name_at = word(type_object + TP_NAME_OFFSET)? as usize;
+            let name = data.get(name_at..name_at + 9).unwrap_or_default();
+            if name != b"function\0" {
+                bail!(
+                    "unexpected PyTypeObject layout: tp_name is {:?}",
+                    String::from_utf8_lossy(name)
+                );
+            }
+            word(type_object + TP_CALL_OFFSET)?
+        }
+    };
     // Check the RandomObject layout the same way: the words the guest reported from
     // `random.getstate()` must be where the host will write fresh ones.
     let rng_at = rng as usize;
@@ -210,6 +283,7 @@ pub async fn build(
     Ok((
         snapshot,
         EntryPoint {
+            entry: runtime.entry,
             table_index,
             callable,
             args,

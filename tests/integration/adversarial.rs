@@ -274,21 +274,57 @@ fn check(name: &str, expect: &Expect, out: &Value) {
     }
 }
 
+/// Where the scientific runtime's outcome differs from the stdlib one's, and why that is
+/// still a refusal (or harmless). Everything not listed must come out the same.
+fn scientific(name: &str, expect: Expect) -> Expect {
+    match name {
+        // Its /tmp is the run's own scratch directory: writing there is allowed (and it is
+        // gone after the run; `scientific::scratch_is_writable_private_to_the_run...`).
+        "write /tmp" => Value(json!(1)),
+        // The environment is the runtime's fixed one (no host variable), argv[0] as set.
+        "environment" => Value(json!({
+            "HOME": "/tmp", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.matplotlib",
+            "PYTHONTZPATH": "", "TMPDIR": "/tmp"
+        })),
+        _ => expect,
+    }
+}
+
 #[tokio::test]
 async fn hostile_snippets_get_their_exact_outcome_and_the_server_lives_on() {
+    battery("stdlib", "64").await;
+}
+
+#[tokio::test]
+async fn hostile_snippets_in_the_scientific_runtime() {
+    battery("scientific", "256").await;
+}
+
+async fn battery(runtime: &str, memory_mb: &str) {
     // Generous time, small fuel: CPU-bound abuse must end by fuel however loaded the
     // machine is; only the snippets meant to hit the clock get a short timeout.
-    let server = Server::start_with(&[
-        "--timeout-ms",
-        "30000",
-        "--memory-mb",
-        "64",
-        "--max-output-bytes",
-        "10000",
-        "--fuel",
-        "10000000000",
-    ]);
-    let corpus = corpus();
+    let server = Server::start_with_env(
+        &[
+            "--timeout-ms",
+            "30000",
+            "--memory-mb",
+            memory_mb,
+            "--max-output-bytes",
+            "10000",
+            "--fuel",
+            "10000000000",
+            "--default-runtime",
+            runtime,
+        ],
+        &[("OMCP_RUNTIMES", "stdlib,scientific")],
+    );
+    let corpus: Vec<(&str, &str, Expect)> = corpus()
+        .into_iter()
+        .map(|(name, code, expect)| match runtime {
+            "scientific" => (name, code, scientific(name, expect)),
+            _ => (name, code, expect),
+        })
+        .collect();
     assert!(corpus.len() >= 40);
     let runs = corpus.iter().map(|(name, code, expect)| {
         let server = &server;

@@ -35,11 +35,15 @@ pub fn prepare() {
     });
 }
 
-/// A command for the binary with the test cache configured.
+/// A command for the binary with the test cache configured. It loads the stdlib runtime
+/// only, which the tests written before the scientific runtime expect (and it starts
+/// faster); scientific tests pass `OMCP_RUNTIMES` themselves (see `Server::scientific`).
 pub fn command() -> Command {
     prepare();
     let mut cmd = Command::new(bin());
     cmd.env("OMCP_CACHE_DIR", cache_dir())
+        .env("OMCP_RUNTIMES", "stdlib")
+        .env_remove("OMCP_DEFAULT_RUNTIME")
         .env_remove("OMCP_LISTEN");
     cmd
 }
@@ -58,6 +62,11 @@ impl Server {
 
     pub fn start_with(args: &[&str]) -> Server {
         Server::start_with_env(args, &[])
+    }
+
+    /// A server with both runtimes, the scientific one the default.
+    pub fn scientific(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[("OMCP_RUNTIMES", "stdlib,scientific")])
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
@@ -246,6 +255,7 @@ pub fn with_clients(script: &str) -> (i32, String, String) {
         .arg(format!("source {env:?} && {script}"))
         .current_dir(repo())
         .env("OMCP_CACHE_DIR", cache_dir())
+        .env("OMCP_RUNTIMES", "stdlib")
         .stdin(Stdio::null())
         .output()
         .expect("failed to run bash");

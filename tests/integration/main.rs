@@ -12,5 +12,6 @@ mod limits;
 mod mcp_clients;
 mod mcp_protocol;
 mod openapi;
+mod scientific;
 mod snapshot;
 mod values;

@@ -91,3 +91,26 @@ fn conformance_suite_over_http() {
     eprintln!("{stdout}");
     assert_eq!(code, 0, "{stdout}\n{stderr}");
 }
+
+/// The scientific runtime through the official SDK: the tool names runtimes and packages,
+/// a plot is an `image` content block, `runtime` and `seed` work, unknown runtimes -32602.
+#[test]
+fn python_sdk_scientific_over_stdio() {
+    prepare();
+    let (code, stdout, stderr) = with_clients(&format!(
+        "python tests/mcp/sdk_scientific.py stdio -- {} mcp --runtimes stdlib,scientific --cache-dir {:?}",
+        bin(),
+        cache_dir()
+    ));
+    assert_sdk_report(code, &stdout, &stderr);
+}
+
+#[test]
+fn python_sdk_scientific_over_http() {
+    let server = Server::scientific(&[]);
+    let (code, stdout, stderr) = with_clients(&format!(
+        "python tests/mcp/sdk_scientific.py http {}",
+        server.url("/mcp")
+    ));
+    assert_sdk_report(code, &stdout, &stderr);
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""The scientific runtime over MCP, with the official Python SDK (mcp 2.3.x).
+
+Usage:
+    sdk_scientific.py stdio -- CMD [ARGS...]     spawn the server, speak MCP over its stdio
+    sdk_scientific.py http URL                   streamable HTTP at URL
+
+Checks that the tool tells the model which runtimes and packages it has, that a plot comes
+back as an `image` content block (a real PNG, never base64 inside text), that `runtime` and
+`seed` work, and that an unknown runtime is a JSON-RPC -32602 error listing the valid names.
+Prints {"passed": [...], "failed": [{"name", "detail"}]} and exits 0 only if all passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import struct
+import sys
+import traceback
+from typing import Any
+
+import anyio
+from mcp import ClientSession, MCPError
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+TOOL = "run_python"
+INVALID_PARAMS = -32602
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def expect(cond: bool, detail: str) -> None:
+    if not cond:
+        raise CheckFailed(detail)
+
+
+def blocks(result: Any, kind: str) -> list[Any]:
+    return [b for b in result.content if getattr(b, "type", "") == kind]
+
+
+async def run_checks(s: ClientSession) -> dict[str, Any]:
+    passed: list[str] = []
+    failed: list[dict[str, str]] = []
+
+    async def check(name: str, fn: Any) -> None:
+        try:
+            with anyio.fail_after(120):
+                await fn()
+            passed.append(name)
+        except BaseException as exc:  # noqa: BLE001 - a failed check is reported, not raised
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            failed.append({"name": name, "detail": "".join(traceback.format_exception(exc))[-2000:]})
+
+    await s.initialize()
+
+    async def description() -> None:
+        tools = (await s.list_tools()).tools
+        tool = next(t for t in tools if t.name == TOOL)
+        text = tool.description or ""
+        for needle in ("scientific", "numpy 2.5.2", "pandas 3.0.6", "matplotlib 3.11.2", "stdlib", "images"):
+            expect(needle in text, f"the description does not mention {needle!r}: {text[:400]}")
+        props = tool.inputSchema.get("properties", {})
+        expect("runtime" in props and "seed" in props, f"input schema: {props}")
+
+    async def plot_as_image() -> None:
+        code = "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\n'plotted'"
+        result = await s.call_tool(TOOL, {"code": code})
+        expect(not result.isError, f"isError: {result}")
+        images = blocks(result, "image")
+        expect(len(images) == 1, f"want one image block, got {result.content}")
+        image = images[0]
+        expect(image.mimeType == "image/png", image.mimeType)
+        png = base64.b64decode(image.data)
+        expect(png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR", "not a PNG")
+        width, height = struct.unpack(">II", png[16:24])
+        expect((width, height) == (640, 480), f"size {width}x{height}")
+        texts = [b.text for b in blocks(result, "text")]
+        expect(texts and texts[0].startswith("Result: 'plotted'"), f"text block first: {texts}")
+        expect(all(image.data not in t for t in texts), "base64 inside text")
+
+    async def numpy_value() -> None:
+        result = await s.call_tool(TOOL, {"code": "import numpy as np\nint(np.arange(10).sum())"})
+        expect(not result.isError and result.structuredContent["result"] == 45, f"{result}")
+        expect(result.structuredContent["runtime"] == "scientific", f"{result.structuredContent}")
+
+    async def stdlib_runtime() -> None:
+        result = await s.call_tool(TOOL, {"code": "import sys\nsys.version_info[:2]", "runtime": "stdlib"})
+        expect(result.structuredContent["result"] == "(3, 12)", f"{result.structuredContent}")
+
+    async def seeded() -> None:
+        code = "import numpy as np, random\n[float(np.random.default_rng().random()), random.random()]"
+        first = await s.call_tool(TOOL, {"code": code, "seed": 11})
+        second = await s.call_tool(TOOL, {"code": code, "seed": 11})
+        other = await s.call_tool(TOOL, {"code": code, "seed": 12})
+        a, b, c = (r.structuredContent["result"] for r in (first, second, other))
+        expect(a == b and a != c, f"{a} {b} {c}")
+
+    async def unknown_runtime() -> None:
+        try:
+            await s.call_tool(TOOL, {"code": "1", "runtime": "jython"})
+        except MCPError as exc:
+            expect(exc.error.code == INVALID_PARAMS, f"code {exc.error.code}")
+            message = exc.error.message
+            expect("jython" in message and "scientific" in message and "stdlib" in message, message)
+            return
+        raise CheckFailed("an unknown runtime was accepted")
+
+    for name, fn in [
+        ("description", description),
+        ("plot_as_image", plot_as_image),
+        ("numpy_value", numpy_value),
+        ("stdlib_runtime", stdlib_runtime),
+        ("seeded", seeded),
+        ("unknown_runtime", unknown_runtime),
+    ]:
+        await check(name, fn)
+    return {"passed": passed, "failed": failed}
+
+
+async def run_stdio(cmd: list[str]) -> dict[str, Any]:
+    params = StdioServerParameters(command=cmd[0], args=cmd[1:])
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            return await run_checks(session)
+
+
+async def run_http(url: str) -> dict[str, Any]:
+    async with streamable_http_client(url) as (read, write):
+        async with ClientSession(read, write) as session:
+            return await run_checks(session)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    stdio = sub.add_parser("stdio")
+    stdio.add_argument("cmd", nargs=argparse.REMAINDER)
+    http = sub.add_parser("http")
+    http.add_argument("url")
+    args = parser.parse_args(argv)
+    try:
+        if args.mode == "stdio":
+            cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+            report = anyio.run(run_stdio, cmd)
+        else:
+            report = anyio.run(run_http, args.url)
+    except BaseException as exc:  # noqa: BLE001 - transport failures: report, do not crash
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        report = {"passed": [], "failed": [{"name": "connect", "detail": "".join(traceback.format_exception(exc))}]}
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0 if not report["failed"] and report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
