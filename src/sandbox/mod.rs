@@ -150,6 +150,18 @@ impl Sandbox {
         })?;
         let mut runtimes = Vec::new();
         for runtime in &found {
+            if options.limits.memory_mb < runtime.min_memory_mb {
+                let why = format!(
+                    "the {:?} runtime needs --memory-mb {} or more (its interpreter snapshot \
+                     alone is larger than {} MiB)",
+                    runtime.name, runtime.min_memory_mb, options.limits.memory_mb
+                );
+                if options.runtimes.iter().any(|n| n == runtime.name) {
+                    wasmtime::bail!("{why}");
+                }
+                tracing::warn!("not loading it: {why}");
+                continue;
+            }
             runtimes.push(
                 load_runtime(runtime, &options)
                     .with_context(|| format!("failed to load the {:?} runtime", runtime.name))?,
@@ -159,6 +171,12 @@ impl Sandbox {
         // ours has gone unused that long belongs to an old version or setting.
         if let Some(dir) = options.cache_dir.as_deref() {
             engine::prune_cache(dir, engine::CACHE_UNUSED_FOR);
+        }
+        if runtimes.is_empty() {
+            wasmtime::bail!(
+                "no runtime can run under --memory-mb {}",
+                options.limits.memory_mb
+            );
         }
         let names: Vec<&'static str> = runtimes.iter().map(|r| r.info.name).collect();
         let default = match options.default_runtime.as_deref() {

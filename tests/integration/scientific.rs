@@ -309,7 +309,7 @@ async fn scratch_is_writable_private_to_the_run_and_gone_after_it() {
         )
         .await;
     assert_ok(&out);
-    assert_eq!(out["result"][0], json!([".matplotlib", "mine.txt", "t.csv"]), "{out}");
+    assert_eq!(out["result"][0], json!(["mine.txt", "t.csv"]), "{out}");
     assert_eq!(out["result"][1], 3);
     let out = server
         .run("import os\n[sorted(os.listdir('/tmp')), os.path.exists('/tmp/mine.txt')]")
@@ -374,7 +374,7 @@ async fn limits_hold_inside_compiled_package_code() {
     assert!(out["fuel_used"].as_u64().unwrap() > 0);
     // Output caps hold for what numpy prints.
     let out = server
-        .run("import numpy as np\nnp.set_printoptions(threshold=10**9)\nprint(np.arange(10**6))")
+        .run("import numpy as np\nwhile True: print(np.arange(100))")
         .await;
     assert_eq!(out["stopped"], "output", "{out}");
     server.assert_healthy().await;

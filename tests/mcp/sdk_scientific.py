@@ -65,17 +65,17 @@ async def run_checks(s: ClientSession) -> dict[str, Any]:
         text = tool.description or ""
         for needle in ("scientific", "numpy 2.5.2", "pandas 3.0.6", "matplotlib 3.11.2", "stdlib", "images"):
             expect(needle in text, f"the description does not mention {needle!r}: {text[:400]}")
-        props = tool.inputSchema.get("properties", {})
+        props = tool.input_schema.get("properties", {})
         expect("runtime" in props and "seed" in props, f"input schema: {props}")
 
     async def plot_as_image() -> None:
         code = "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\n'plotted'"
         result = await s.call_tool(TOOL, {"code": code})
-        expect(not result.isError, f"isError: {result}")
+        expect(not result.is_error, f"isError: {result}")
         images = blocks(result, "image")
         expect(len(images) == 1, f"want one image block, got {result.content}")
         image = images[0]
-        expect(image.mimeType == "image/png", image.mimeType)
+        expect(image.mime_type == "image/png", image.mime_type)
         png = base64.b64decode(image.data)
         expect(png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR", "not a PNG")
         width, height = struct.unpack(">II", png[16:24])
@@ -86,27 +86,27 @@ async def run_checks(s: ClientSession) -> dict[str, Any]:
 
     async def numpy_value() -> None:
         result = await s.call_tool(TOOL, {"code": "import numpy as np\nint(np.arange(10).sum())"})
-        expect(not result.isError and result.structuredContent["result"] == 45, f"{result}")
-        expect(result.structuredContent["runtime"] == "scientific", f"{result.structuredContent}")
+        expect(not result.is_error and result.structured_content["result"] == 45, f"{result}")
+        expect(result.structured_content["runtime"] == "scientific", f"{result.structured_content}")
 
     async def stdlib_runtime() -> None:
         result = await s.call_tool(TOOL, {"code": "import sys\nsys.version_info[:2]", "runtime": "stdlib"})
-        expect(result.structuredContent["result"] == "(3, 12)", f"{result.structuredContent}")
+        expect(result.structured_content["result"] == "(3, 12)", f"{result.structured_content}")
 
     async def seeded() -> None:
         code = "import numpy as np, random\n[float(np.random.default_rng().random()), random.random()]"
         first = await s.call_tool(TOOL, {"code": code, "seed": 11})
         second = await s.call_tool(TOOL, {"code": code, "seed": 11})
         other = await s.call_tool(TOOL, {"code": code, "seed": 12})
-        a, b, c = (r.structuredContent["result"] for r in (first, second, other))
+        a, b, c = (r.structured_content["result"] for r in (first, second, other))
         expect(a == b and a != c, f"{a} {b} {c}")
 
     async def unknown_runtime() -> None:
         try:
             await s.call_tool(TOOL, {"code": "1", "runtime": "jython"})
         except MCPError as exc:
-            expect(exc.error.code == INVALID_PARAMS, f"code {exc.error.code}")
-            message = exc.error.message
+            expect(exc.code == INVALID_PARAMS, f"code {exc.code}")
+            message = exc.message
             expect("jython" in message and "scientific" in message and "stdlib" in message, message)
             return
         raise CheckFailed("an unknown runtime was accepted")

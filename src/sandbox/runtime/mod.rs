@@ -83,6 +83,8 @@ pub struct Runtime {
     /// Packages importable in the guest, with versions (from the build's manifest).
     pub packages: Vec<(String, String)>,
     pub engine: EngineProfile,
+    /// The least memory limit it is useful under: its snapshot's memory plus room to work.
+    pub min_memory_mb: u64,
 }
 
 /// Where to look for runtimes when no path is given.

@@ -148,6 +148,9 @@ pub fn load(dir: &Path) -> Result<Runtime> {
         scratch: Some("/tmp"),
         warm: WARM,
         packages: packages(&manifest),
+        // Its snapshot (numpy, pandas and matplotlib imported) is 99 MiB of linear memory;
+        // a default-sized plot needs some 20 MiB more.
+        min_memory_mb: 128,
         engine: EngineProfile {
             // The package's own runner gives 8 MiB; compiled numerical code (OpenBLAS, C++
             // with exceptions) goes deeper than CPython's own frames do.

@@ -64,6 +64,8 @@ pub fn load(path: &Path) -> Result<Runtime> {
         scratch: None,
         warm: WARM,
         packages: Vec::new(),
+        // The snapshot's memory is 20 MiB.
+        min_memory_mb: 32,
         engine: EngineProfile {
             // Stays well below the fiber stack: overflowing the host part of a fiber stack
             // would abort the whole process. CPython 3.12 raises RecursionError long before.
