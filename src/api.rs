@@ -30,7 +30,8 @@ pub struct RunRequest {
     /// Makes the run reproducible: random numbers (random, numpy, os.urandom, uuid4,
     /// secrets) and the clocks the code reads come from this seed, so the same code, stdin,
     /// seed and runtime give the same output and result every time.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "seed_number::deserialize")]
+    #[schemars(schema_with = "seed_number::schema")]
     pub seed: Option<u64>,
     /// Wall-clock limit in milliseconds; more than the server's limit means the server's.
     #[serde(default, deserialize_with = "limit_number::deserialize")]
@@ -79,7 +80,8 @@ pub struct RunPythonArgs {
     #[serde(default)]
     pub runtime: Option<String>,
     /// Makes random numbers and clocks deterministic: same code + seed, same answer.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "seed_number::deserialize")]
+    #[schemars(schema_with = "seed_number::schema")]
     pub seed: Option<u64>,
     /// Wall-clock limit in milliseconds; more than the server's limit means the server's.
     #[serde(default, deserialize_with = "limit_number::deserialize")]
@@ -130,6 +132,41 @@ mod limit_number {
 
     pub fn non_negative(_: &mut SchemaGenerator) -> Schema {
         json_schema!({ "type": ["integer", "null"], "minimum": 0 })
+    }
+}
+
+/// A seed as clients write it: an integer from 0 to 2^64 - 1, also when spelled `42.0`.
+/// Unlike a limit, a seed out of range cannot mean "the most": it is refused.
+mod seed_number {
+    use schemars::{Schema, SchemaGenerator, json_schema};
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u64>, D::Error> {
+        let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        if let Some(n) = number.as_u64() {
+            return Ok(Some(n));
+        }
+        match number.as_f64() {
+            // Below 2^64 (exactly representable as f64), integral and not negative.
+            Some(f) if (0.0..18_446_744_073_709_551_616.0).contains(&f) && f.fract() == 0.0 => {
+                Ok(Some(f as u64))
+            }
+            _ => Err(D::Error::custom(format_args!(
+                "invalid seed: {number}, expected an integer from 0 to 18446744073709551615"
+            ))),
+        }
+    }
+
+    pub fn schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "maximum": 18_446_744_073_709_551_615u64
+        })
     }
 }
 
@@ -205,6 +242,22 @@ mod tests {
         assert_eq!(r.max_output_bytes, Some(u64::MAX));
         let r = decode(r#"{"code": "1", "timeout_ms": null}"#).unwrap();
         assert_eq!(r.timeout_ms, None);
+    }
+
+    #[test]
+    fn seeds_are_integers_in_64_bits() {
+        let seed = |json: &str| decode(json).map(|r| r.seed);
+        assert_eq!(seed(r#"{"code": "1", "seed": 42}"#).unwrap(), Some(42));
+        assert_eq!(seed(r#"{"code": "1", "seed": 424373.0}"#).unwrap(), Some(424373));
+        assert_eq!(seed(r#"{"code": "1", "seed": null}"#).unwrap(), None);
+        assert_eq!(
+            seed(r#"{"code": "1", "seed": 18446744073709551615}"#).unwrap(),
+            Some(u64::MAX)
+        );
+        for bad in ["-1", "1.5", "1e30", "18446744073709551616", "\"7\""] {
+            let json = format!(r#"{{"code": "1", "seed": {bad}}}"#);
+            assert!(seed(&json).is_err(), "{json}");
+        }
     }
 
     #[test]

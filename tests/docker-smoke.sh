@@ -40,6 +40,10 @@
 #                            scratch)
 #   OMCP_SMOKE_SEED_REGISTRY=DIR  cargo registry to seed the registry cache from
 #                            (default: $CARGO_HOME/registry; empty: none)
+#   OMCP_SMOKE_SEED_COMPILE=DIR  omcp-sandbox compile cache to seed the image build's
+#                            compile cache mount from (default: the test suite's,
+#                            $ROOT/target/tmp/omcp-cache; empty: none, and the image build
+#                            compiles the scientific runtime, several minutes)
 #   OMCP_SMOKE_PORT=N        host port to publish on 127.0.0.1 (default: a free one)
 #   OMCP_SMOKE_IMAGE=NAME    tag for the built image (default localhost/omcp-sandbox:smoke)
 
@@ -255,6 +259,25 @@ fi
 # The registry seed: the one the seed target was built with, else this user's.
 SEED_REGISTRY="${OMCP_SMOKE_SEED_REGISTRY-${SEED_CARGO_HOME:-${CARGO_HOME:-$HOME/.cargo}}/registry}"
 readonly SEED_CARGO_HOME SEED_REGISTRY
+
+# The compile cache mount of the final stage's `prepare`: the test suite compiled the same
+# modules with the same wasmtime, settings and CPU, and the scientific runtime takes minutes
+# to compile. The image keeps only what `prepare` used (see the Dockerfile).
+readonly COMPILE_MOUNT=/var/cache/omcp-compile
+SEED_COMPILE="${OMCP_SMOKE_SEED_COMPILE-$ROOT/target/tmp/omcp-cache}"
+readonly SEED_COMPILE
+if [ -e "$CACHE_ROOT$COMPILE_MOUNT" ]; then
+    log "compile cache mount already filled by an earlier build in $SCRATCH: not seeding"
+elif ! grep -q "type=cache,target=${COMPILE_MOUNT}[, ]" "$ROOT/Dockerfile"; then
+    log "the Dockerfile no longer mounts $COMPILE_MOUNT as a cache: not seeding it"
+elif [ -z "$SEED_COMPILE" ] || [ ! -d "$SEED_COMPILE" ]; then
+    log "no compile cache to seed from (${SEED_COMPILE:-seeding off}): the image build compiles both runtimes"
+else
+    mkdir -p "$CACHE_ROOT$COMPILE_MOUNT"
+    find "$SEED_COMPILE" -maxdepth 1 -type f \( -name '*.cwasm' -o -name '*.meta' \) \
+        -exec cp -a --reflink=auto -t "$CACHE_ROOT$COMPILE_MOUNT" {} +
+    log "seeded the compile cache mount from $SEED_COMPILE ($(du -sh "$CACHE_ROOT$COMPILE_MOUNT" | cut -f1)B)"
+fi
 
 if [ -e "$CACHE_ROOT$CACHE_TARGET_MOUNT/release" ]; then
     log "cargo cache mounts already filled by an earlier build in $SCRATCH: not seeding"
@@ -525,6 +548,31 @@ if jq -e '.stopped == "timeout"' <<<"$slow" >/dev/null 2>&1; then
     pass "/run while True, timeout_ms 500 -> stopped timeout"
 else
     fail "/run timeout: $slow"
+fi
+
+# Both runtimes, each from its snapshot; a request that names none runs in the scientific one.
+if jq -e '(.runtimes | map(.name) | sort) == ["scientific", "stdlib"]
+          and (.runtimes | all(.start == "snapshot")) and .runtime.name == "scientific"' \
+    <<<"$health" >/dev/null 2>&1; then
+    pass "/healthz lists both runtimes, both from snapshots, scientific the default"
+else
+    fail "/healthz runtimes: $(jq -c '[.runtimes[]? | {name, start}]' <<<"$health" 2>/dev/null)"
+fi
+
+# numpy, and a plot that comes back as a PNG (base64 of the PNG signature: iVBORw0KGgo).
+numpy="$(run_req '{"code":"import numpy as np\nint((np.arange(10) ** 2).sum())"}')" || numpy=""
+if jq -e '.result == 285 and .runtime == "scientific" and .error == null' <<<"$numpy" >/dev/null 2>&1; then
+    pass "/run numpy snippet -> 285 (scientific runtime)"
+else
+    fail "/run numpy: $numpy"
+fi
+plot="$(run_req '{"code":"import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\n1"}')" || plot=""
+if jq -e '(.images | length) == 1 and .images[0].mime_type == "image/png"
+          and .images[0].width == 640 and .images[0].height == 480
+          and (.images[0].data | startswith("iVBORw0KGgo"))' <<<"$plot" >/dev/null 2>&1; then
+    pass "/run matplotlib plot -> one 640x480 PNG image"
+else
+    fail "/run plot: $(jq -c '{error, images_omitted, n: (.images | length)}' <<<"$plot" 2>/dev/null)"
 fi
 
 # The container wrote nothing: the compile cache was baked in (read-only rootfs anyway).

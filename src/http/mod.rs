@@ -295,7 +295,8 @@ async fn run(
 }
 
 async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
-    axum::Json(openapi::document(state.sandbox.limits()))
+    let runtimes: Vec<&str> = state.sandbox.runtimes().map(|r| r.name).collect();
+    axum::Json(openapi::document(state.sandbox.limits(), &runtimes))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

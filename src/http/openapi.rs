@@ -14,14 +14,24 @@ use crate::limits::Limits;
 
 const COMPONENTS: &str = "/components/schemas";
 
-/// The whole document.
-pub fn document(limits: &Limits) -> Value {
+/// The whole document. `runtimes`: the names this server accepts in a request's
+/// `runtime`, the default first.
+pub fn document(limits: &Limits, runtimes: &[&str]) -> Value {
     let mut schemas = Map::new();
     // Requests are described as the server decodes them, answers as it encodes them (an
     // `Option` field may be left out of a request but is always present in an answer).
     let mut requests = generator(SchemaSettings::draft2020_12().for_deserialize());
     let run_request = requests.subschema_for::<RunRequest>();
     schemas.append(&mut requests.take_definitions(true));
+    // The type says "a string"; this server accepts only the runtimes it loaded.
+    if let Some(runtime) = schemas
+        .get_mut("RunRequest")
+        .and_then(|schema| schema.pointer_mut("/properties/runtime"))
+    {
+        let mut names: Vec<Value> = runtimes.iter().map(|name| json!(name)).collect();
+        names.push(Value::Null);
+        runtime["enum"] = Value::Array(names);
+    }
     let mut answers = generator(SchemaSettings::draft2020_12().for_serialize());
     let run_response = answers.subschema_for::<RunResponse>();
     let error = answers.subschema_for::<ErrorBody>();
@@ -35,12 +45,14 @@ pub fn document(limits: &Limits) -> Value {
         })
     };
     let description = format!(
-        "Run untrusted Python 3.12 in a fresh WebAssembly sandbox per request.\n\n\
+        "Run untrusted Python in a fresh WebAssembly sandbox per request; this server's \
+         runtimes (`runtime`): {}, the first the default.\n\n\
          A Python exception or a limit reached is a normal 200 answer (`error`, `stopped`); \
          4xx/5xx mean the code did not run. Limits of this server (the default for each run \
          and the most a request may ask for): {} ms, {} MiB of memory, {} bytes of output, \
          {} bytes of code, {} bytes of stdin; {}. MCP is served at `/mcp` (streamable HTTP) \
          and is not described here.",
+        runtimes.join(", "),
         limits.timeout.as_millis(),
         limits.memory_mb,
         limits.max_output_bytes,
@@ -148,7 +160,7 @@ mod tests {
 
     #[test]
     fn every_reference_resolves() {
-        let doc = document(&Limits::default());
+        let doc = document(&Limits::default(), &["stdlib"]);
         let mut found = Vec::new();
         refs(&doc, &mut found);
         assert!(found.len() >= 4, "{found:?}");
@@ -160,7 +172,7 @@ mod tests {
 
     #[test]
     fn run_request_keeps_its_constraints() {
-        let doc = document(&Limits::default());
+        let doc = document(&Limits::default(), &["stdlib"]);
         let request = &doc["components"]["schemas"]["RunRequest"];
         assert_eq!(request["additionalProperties"], false, "{request}");
         assert_eq!(request["required"], json!(["code"]));

@@ -88,6 +88,18 @@ impl SandboxTools {
         let mut tool_router = Self::tool_router();
         if let Some(route) = tool_router.map.get_mut("run_python") {
             route.attr.description = Some(tool_description(&sandbox).into());
+            // The type says "a string"; this server accepts only the runtimes it loaded.
+            let mut schema = (*route.attr.input_schema).clone();
+            if let Some(serde_json::Value::Object(runtime)) = schema
+                .get_mut("properties")
+                .and_then(|p| p.get_mut("runtime"))
+            {
+                let mut names: Vec<serde_json::Value> =
+                    sandbox.runtimes().map(|r| r.name.into()).collect();
+                names.push(serde_json::Value::Null);
+                runtime.insert("enum".into(), names.into());
+            }
+            route.attr.input_schema = std::sync::Arc::new(schema);
         }
         SandboxTools {
             sandbox,

@@ -37,7 +37,10 @@ async fn the_document_describes_the_api_as_served() {
             "stopped",
             "truncated",
             "duration_ms",
-            "fuel_used"
+            "fuel_used",
+            "runtime",
+            "images",
+            "images_omitted"
         ])
     );
     assert!(doc["paths"]["/mcp"].is_null(), "MCP has its own spec");

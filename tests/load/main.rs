@@ -2,7 +2,8 @@
 //! CPU while they run (cargo runs test binaries one after another).
 //!
 //! - `mixed_hostile_load`: 4x the concurrency limit for `OMCP_LOAD_SECS` (default 60) of
-//!   normal and hostile runs over `/run` and `/mcp`, plus callers that hang up mid-run and a
+//!   normal and hostile runs over `/run` and `/mcp`, in both runtimes (each answer must come
+//!   from the runtime its request named), plus callers that hang up mid-run and a
 //!   crowd of slowloris connections. Every answer must be a success, a typed Python error,
 //!   a typed limit or a typed "busy"; the server-side time of accepted runs stays within
 //!   their time limit plus a margin; afterwards no run, queue place, connection, file
@@ -141,6 +142,42 @@ fn cases() -> Vec<Case> {
             Expect::Stopped("exit"),
             true,
         ),
+        // Both runtimes in one server: each answer must come from the one asked for.
+        case(
+            "stdlib by name",
+            "import sys\nsys.version_info[1]",
+            json!({"runtime": "stdlib"}),
+            Expect::Result(12),
+            true,
+        ),
+        case(
+            "scientific by name",
+            "import sys\nsys.version_info[1]",
+            json!({"runtime": "scientific"}),
+            Expect::Result(15),
+            true,
+        ),
+        case(
+            "numpy",
+            "import numpy as np\nint((np.arange(100) ** 2).sum())",
+            json!({"runtime": "scientific"}),
+            Expect::Result(328_350),
+            true,
+        ),
+        case(
+            "numpy in a loop",
+            "import numpy as np\na = np.random.rand(100, 100)\nwhile True: a = a @ a / 100",
+            json!({"runtime": "scientific", "timeout_ms": 300}),
+            Expect::Stopped("timeout"),
+            true,
+        ),
+        case(
+            "plot",
+            "import matplotlib.pyplot as plt\nplt.figure(figsize=(2, 2), dpi=50)\nplt.plot([1, 2])\n7",
+            json!({"runtime": "scientific"}),
+            Expect::Result(7),
+            true,
+        ),
     ]
 }
 
@@ -153,6 +190,11 @@ fn check(case: &Case, answer: &Value) -> Result<(), String> {
             .is_some_and(|e| e.contains(name) && answer["stopped"].is_null()),
         Expect::Stopped(stop) => answer["stopped"] == stop,
     };
+    // No mix-ups: the run happened in the runtime the request named (the default: stdlib).
+    let runtime = case.limits["runtime"].as_str().unwrap_or("stdlib");
+    if answer["runtime"] != runtime {
+        return Err(format!("{}: ran in the wrong runtime: {answer}", case.name));
+    }
     if ok {
         Ok(())
     } else {
@@ -253,8 +295,10 @@ impl Mcp {
     /// Call run_python; the JSON-RPC answer with `id`.
     async fn call(&self, id: u64, case: &Case) -> Result<Value, String> {
         let mut arguments = json!({"code": case.code});
-        if let Some(t) = case.limits.get("timeout_ms") {
-            arguments["timeout_ms"] = t.clone();
+        for field in ["timeout_ms", "runtime"] {
+            if let Some(value) = case.limits.get(field) {
+                arguments[field] = value.clone();
+            }
         }
         let message = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": "run_python", "arguments": arguments}});
@@ -453,14 +497,19 @@ async fn mixed_hostile_load() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let server = Arc::new(Server::start_with(&[
-        "--max-concurrency",
-        &SLOTS.to_string(),
-        "--max-queue",
-        &SLOTS.to_string(),
-        "--header-timeout-ms",
-        "2000",
-    ]));
+    let server = Arc::new(Server::start_with_env(
+        &[
+            "--max-concurrency",
+            &SLOTS.to_string(),
+            "--max-queue",
+            &SLOTS.to_string(),
+            "--header-timeout-ms",
+            "2000",
+            "--default-runtime",
+            "stdlib",
+        ],
+        &[("OMCP_RUNTIMES", "stdlib,scientific")],
+    ));
     let pid = server.child.id();
     let server_timeout_ms = 10_000.0;
     let rss_start = proc_status(pid, "VmRSS:");
