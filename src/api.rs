@@ -248,7 +248,10 @@ mod tests {
     fn seeds_are_integers_in_64_bits() {
         let seed = |json: &str| decode(json).map(|r| r.seed);
         assert_eq!(seed(r#"{"code": "1", "seed": 42}"#).unwrap(), Some(42));
-        assert_eq!(seed(r#"{"code": "1", "seed": 424373.0}"#).unwrap(), Some(424373));
+        assert_eq!(
+            seed(r#"{"code": "1", "seed": 424373.0}"#).unwrap(),
+            Some(424373)
+        );
         assert_eq!(seed(r#"{"code": "1", "seed": null}"#).unwrap(), None);
         assert_eq!(
             seed(r#"{"code": "1", "seed": 18446744073709551615}"#).unwrap(),

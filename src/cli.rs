@@ -160,7 +160,12 @@ pub struct RuntimeArgs {
 
     /// Runtimes to load, comma-separated (stdlib, scientific); each must be present.
     /// Default: every runtime that is present.
-    #[arg(long, value_name = "NAMES", env = "OMCP_RUNTIMES", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "NAMES",
+        env = "OMCP_RUNTIMES",
+        value_delimiter = ','
+    )]
     pub runtimes: Vec<String>,
 
     /// Runtime of a request that names none. Default: scientific when loaded, else stdlib.

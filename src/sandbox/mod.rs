@@ -413,7 +413,9 @@ fn load_flavor(
     // The scientific build's door to host tools (`host.call`); this host binds none, which
     // the guest sees as ConnectionRefusedError.
     linker
-        .func_wrap("host", "call", |_: i32, _: i32, _: i32, _: i32| -> i32 { -1 })
+        .func_wrap("host", "call", |_: i32, _: i32, _: i32, _: i32| -> i32 {
+            -1
+        })
         .context("failed to link host.call")?;
     if runtime.scratch.is_some() {
         quota::add_to_linker(&mut linker).context("failed to link the scratch quota")?;
@@ -466,11 +468,7 @@ fn prepare_snapshot(
     options: &SandboxOptions,
     metered: bool,
     built: &mut Option<(Vec<u8>, snapshot::EntryPoint)>,
-) -> wasmtime::Result<(
-    InstancePre<GuestState>,
-    snapshot::EntryPoint,
-    ModuleSource,
-)> {
+) -> wasmtime::Result<(InstancePre<GuestState>, snapshot::EntryPoint, ModuleSource)> {
     use sha2::{Digest, Sha256};
     // The snapshot depends on the exact runtime, the driver, the warm-up code and how the
     // host builds it (engine settings are in the file name too).
@@ -490,7 +488,9 @@ fn prepare_snapshot(
                     runtime = runtime.name,
                     "building the interpreter snapshot (once per runtime, driver and settings)"
                 );
-                *built = Some(on_fresh_runtime(|| snapshot::build(engine, linker, runtime))?);
+                *built = Some(on_fresh_runtime(|| {
+                    snapshot::build(engine, linker, runtime)
+                })?);
                 tracing::info!(
                     runtime = runtime.name,
                     elapsed_ms = started.elapsed().as_millis() as u64,

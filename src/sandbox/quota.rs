@@ -1,7 +1,8 @@
 //! The quota of a run's scratch directory, enforced as the guest writes: a run may write at
 //! most `scratch_bytes` to files in total and create at most [`MAX_ENTRIES`] files,
 //! directories and links. Past either, the write or the creation fails with `ENOSPC`, which
-//! Python raises as `OSError: [Errno 28] No space left on device`, and the host never
+//! Python raises as `OSError: [Errno 51] No space left on device` (WASI's number for
+//! `ENOSPC`), and the host never
 //! stores more than the quota.
 //!
 //! It is kept by shadowing single WASI imports in the linker (wasmtime's `Linker` lets a
@@ -167,7 +168,9 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
                 }
                 forward!(
                     caller,
-                    path_open(fd, dirflags, path, path_len, oflags, base, inheriting, fdflags, opened)
+                    path_open(
+                        fd, dirflags, path, path_len, oflags, base, inheriting, fdflags, opened
+                    )
                 )
             })
         },

@@ -16,8 +16,8 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 pub use super::io::{Capture, Channel};
-use super::runtime::{self, Runtime};
 use super::quota::Quota;
+use super::runtime::{self, Runtime};
 use super::seed::Seeded;
 use crate::limits::{self as limit, RunLimits};
 use crate::outcome::{Ended, Outcome, Quoted, Stop, assemble};
@@ -178,6 +178,20 @@ pub struct Job {
     pub seed: Option<u64>,
 }
 
+/// What one store is given besides its runtime's [`Hosting`].
+pub struct Guest<'a> {
+    /// The run's own writable directory (for a runtime that has one).
+    pub scratch: Option<&'a Scratch>,
+    /// All of stdin: the driver's header, the code, the caller's stdin.
+    pub input: Vec<u8>,
+    pub capture: &'a Capture,
+    pub memory_mb: u64,
+    /// Bytes the guest may write to its scratch directory (see `quota`).
+    pub scratch_bytes: u64,
+    /// Seeded randomness and clocks instead of the host's.
+    pub seeded: Option<&'a Seeded>,
+}
+
 /// A store with the deny-by-default WASI context: only the runtime's read-only grants and
 /// the run's own scratch directory (if the runtime has them), the runtime's fixed
 /// environment, no sockets; these three streams, the clocks and a random source (seeded
@@ -185,13 +199,16 @@ pub struct Job {
 pub fn new_store(
     engine: &wasmtime::Engine,
     hosting: &Hosting,
-    scratch: Option<&Scratch>,
-    input: Vec<u8>,
-    capture: &Capture,
-    memory_mb: u64,
-    scratch_bytes: u64,
-    seeded: Option<&Seeded>,
+    guest: Guest<'_>,
 ) -> Result<Store<GuestState>> {
+    let Guest {
+        scratch,
+        input,
+        capture,
+        memory_mb,
+        scratch_bytes,
+        seeded,
+    } = guest;
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(&hosting.argv)
@@ -297,12 +314,14 @@ pub async fn run(
     let mut store = new_store(
         pre.module().engine(),
         hosting,
-        scratch.as_ref(),
-        input,
-        &capture,
-        limits.memory_mb,
-        limits.scratch_bytes,
-        seeded.as_ref(),
+        Guest {
+            scratch: scratch.as_ref(),
+            input,
+            capture: &capture,
+            memory_mb: limits.memory_mb,
+            scratch_bytes: limits.scratch_bytes,
+            seeded: seeded.as_ref(),
+        },
     )?;
     if let Some(fuel) = limits.fuel {
         store.set_fuel(fuel)?;
@@ -323,9 +342,7 @@ pub async fn run(
                 reactor_turn(&mut store, &instance, true, &driver).await?;
                 wasmtime::bail!("the driver returned instead of exiting")
             }
-            (Entry::Snapshot(point), _) => {
-                point.call(&mut store, &instance, seeded.as_ref()).await
-            }
+            (Entry::Snapshot(point), _) => point.call(&mut store, &instance, seeded.as_ref()).await,
         }
     })
     .await;

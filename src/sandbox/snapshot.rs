@@ -34,7 +34,7 @@ use wasmtime::{Engine, Instance, Linker, Module, Result, Store, Val, bail, forma
 use wasmtime_wasi::I32Exit;
 use wasmtime_wizer::{WasmtimeWizer, Wizer};
 
-use super::run::{Capture, GuestState, Hosting, Scratch, new_store, reactor_turn};
+use super::run::{Capture, Guest, GuestState, Hosting, Scratch, new_store, reactor_turn};
 use super::runtime::{Entry, Runtime};
 use super::seed::{SNAPSHOT_SEED, Seeded};
 
@@ -158,12 +158,14 @@ pub async fn build(
     let mut store = new_store(
         engine,
         &hosting,
-        scratch.as_ref(),
-        Vec::new(),
-        &capture,
-        4096,
-        1 << 30,
-        Some(&seeded),
+        Guest {
+            scratch: scratch.as_ref(),
+            input: Vec::new(),
+            capture: &capture,
+            memory_mb: 4096,
+            scratch_bytes: 1 << 30,
+            seeded: Some(&seeded),
+        },
     )?;
     // Only a metered engine has fuel to set (elsewhere this is an error, and no matter).
     let _ = store.set_fuel(u64::MAX);

@@ -112,7 +112,12 @@ async fn figures_come_back_as_png_images() {
         )
         .await;
     assert_ok(&out);
-    let sizes: Vec<(u32, u32)> = out["images"].as_array().unwrap().iter().map(png_size).collect();
+    let sizes: Vec<(u32, u32)> = out["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(png_size)
+        .collect();
     assert_eq!(sizes, [(100, 50), (150, 50), (200, 50)], "{out}");
 
     // A closed figure is not returned; a run that plots nothing returns no images.
@@ -198,7 +203,10 @@ async fn seeded_runs_are_byte_identical_and_unseeded_runs_are_not() {
 async fn the_runtime_is_chosen_per_request_and_unknown_names_are_refused() {
     let server = Server::scientific(&[]);
     let out = server.run("import sys\nsys.version_info[:2]").await;
-    assert_eq!(out["result"], "(3, 15)", "the scientific runtime is the default: {out}");
+    assert_eq!(
+        out["result"], "(3, 15)",
+        "the scientific runtime is the default: {out}"
+    );
     let out = server
         .run_with(json!({"code": "import sys\nsys.version_info[:2]", "runtime": "stdlib"}))
         .await;
@@ -207,7 +215,12 @@ async fn the_runtime_is_chosen_per_request_and_unknown_names_are_refused() {
     let out = server
         .run_with(json!({"code": "import numpy", "runtime": "stdlib"}))
         .await;
-    assert!(out["error"].as_str().unwrap().contains("ModuleNotFoundError"));
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("ModuleNotFoundError")
+    );
     let (status, body) = server
         .run_json(json!({"code": "1", "runtime": "pypy"}))
         .await;
@@ -215,7 +228,9 @@ async fn the_runtime_is_chosen_per_request_and_unknown_names_are_refused() {
     assert_eq!(body["type"], "invalid_request");
     let message = body["error"].as_str().unwrap();
     assert!(
-        message.contains("\"pypy\"") && message.contains("scientific") && message.contains("stdlib"),
+        message.contains("\"pypy\"")
+            && message.contains("scientific")
+            && message.contains("stdlib"),
         "{message}"
     );
     // /healthz lists both, the default first, with hashes and package versions.
@@ -238,7 +253,10 @@ async fn the_runtime_is_chosen_per_request_and_unknown_names_are_refused() {
 async fn the_stdlib_grant_is_read_only_and_nothing_else_of_the_host_is_visible() {
     let server = Server::scientific(&[]);
     let cases: &[(&str, &str)] = &[
-        ("write into the grant", "open('/usr/local/lib/new.txt', 'w')"),
+        (
+            "write into the grant",
+            "open('/usr/local/lib/new.txt', 'w')",
+        ),
         (
             "overwrite the zip",
             "open('/usr/local/lib/python315.zip', 'r+b').write(b'x')",
@@ -251,7 +269,10 @@ async fn the_stdlib_grant_is_read_only_and_nothing_else_of_the_host_is_visible()
             "delete the zip",
             "import os\nos.remove('/usr/local/lib/python315.zip')",
         ),
-        ("mkdir in the grant", "import os\nos.mkdir('/usr/local/lib/d')"),
+        (
+            "mkdir in the grant",
+            "import os\nos.mkdir('/usr/local/lib/d')",
+        ),
         (
             "move the zip into scratch",
             "import os\nos.rename('/usr/local/lib/python315.zip', '/tmp/z.zip')",
@@ -262,7 +283,10 @@ async fn the_stdlib_grant_is_read_only_and_nothing_else_of_the_host_is_visible()
         ),
         ("read /etc/passwd", "open('/etc/passwd').read()"),
         ("list /", "import os\nos.listdir('/')"),
-        ("dot-dot from scratch", "open('/tmp/../../etc/passwd').read()"),
+        (
+            "dot-dot from scratch",
+            "open('/tmp/../../etc/passwd').read()",
+        ),
         (
             "dot-dot from the grant",
             "open('/usr/local/lib/../../../etc/passwd').read()",
@@ -352,7 +376,9 @@ async fn limits_hold_inside_compiled_package_code() {
         error.contains("MemoryError") || error.contains("ValueError") || out["stopped"] == "memory",
         "{out}"
     );
-    let out = server.run("import numpy as np\na = np.ones((5000, 5000))\nb = a @ a").await;
+    let out = server
+        .run("import numpy as np\na = np.ones((5000, 5000))\nb = a @ a")
+        .await;
     assert!(
         out["stopped"] == "memory" || out["error"].as_str().unwrap_or("").contains("MemoryError"),
         "200 MB of matrices in 256 MiB: {out}"
@@ -397,12 +423,64 @@ async fn snapshot_and_cold_runs_of_the_scientific_runtime_agree() {
     assert_eq!(health["runtime"]["start"], "cold");
     for code in corpus {
         let (a, b) = (snapshot.run(code).await, cold.run(code).await);
-        for field in ["result", "output", "stderr", "error", "exit_code", "stopped"] {
+        for field in [
+            "result",
+            "output",
+            "stderr",
+            "error",
+            "exit_code",
+            "stopped",
+        ] {
             assert_eq!(a[field], b[field], "{code:?} {field}: {a} vs {b}");
         }
         let sizes = |v: &Value| -> Vec<(u32, u32)> {
-            v["images"].as_array().unwrap().iter().map(png_size).collect()
+            v["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(png_size)
+                .collect()
         };
         assert_eq!(sizes(&a), sizes(&b), "{code:?}");
     }
+}
+
+#[tokio::test]
+async fn the_scratch_quota_holds_as_the_guest_writes() {
+    let server = Server::scientific(&["--scratch-mb", "1"]);
+    // Ten times the quota, in 64 KiB writes: ENOSPC at the quota, never more stored.
+    let out = server
+        .run(
+            "import os, errno\nwritten = 0\ntry:\n    with open('/tmp/big', 'wb', buffering=0) as f:\n\
+             \x20       for _ in range(160):\n            written += f.write(b'x' * 65536)\n\
+             except OSError as e:\n    err = e.errno\nelse:\n    err = None\n\
+             [err == errno.ENOSPC, written, os.path.getsize('/tmp/big')]",
+        )
+        .await;
+    assert_ok(&out);
+    assert_eq!(out["result"], json!([true, 1 << 20, 1 << 20]), "{out}");
+    // Growing a file by truncation counts too, and so do created files.
+    let out = server
+        .run(
+            "import os, errno\ntry:\n    with open('/tmp/sparse', 'wb') as f: f.truncate(10**12)\n    r = 'grew'\n\
+             except OSError as e:\n    r = e.errno == errno.ENOSPC\nr",
+        )
+        .await;
+    assert_eq!(out["result"], true, "{out}");
+    let out = server
+        .run(
+            "import errno\nn = 0\ntry:\n    while True:\n        open(f'/tmp/f{n}', 'w').close()\n        n += 1\n\
+             except OSError as e:\n    r = [e.errno == errno.ENOSPC, n, str(e)]\nr",
+        )
+        .await;
+    assert_eq!(out["result"][0], true, "{out}");
+    assert_eq!(out["result"][1], 4096, "{out}");
+    assert!(
+        out["result"][2].as_str().unwrap().contains("No space left"),
+        "{out}"
+    );
+    // Every run's scratch directory is gone after it.
+    let root = std::env::temp_dir().join(format!("omcp-scratch-{}", server.child.id()));
+    let left: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
+    assert!(left.is_empty(), "{left:?} left in {root:?}");
 }

@@ -224,7 +224,10 @@ mod tests {
         let expected = hex::encode(Sha256::digest(listing.as_bytes()));
         assert_eq!(tree_sha256(&dir).unwrap(), (expected, 2));
         std::os::unix::fs::symlink("/etc", dir.join("link")).unwrap();
-        assert!(tree_sha256(&dir).is_err(), "a symlink in the tree is refused");
+        assert!(
+            tree_sha256(&dir).is_err(),
+            "a symlink in the tree is refused"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

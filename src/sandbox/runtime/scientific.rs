@@ -184,7 +184,8 @@ fn packages(manifest: &[u8]) -> Vec<(String, String)> {
 mod tests {
     #[test]
     fn manifest_lines_become_packages() {
-        let text = b"python 3.15.0\npackage numpy 2.5.2\npin abc numpy.tar.gz\npackage pandas 3.0.6\n";
+        let text =
+            b"python 3.15.0\npackage numpy 2.5.2\npin abc numpy.tar.gz\npackage pandas 3.0.6\n";
         assert_eq!(
             super::packages(text),
             [
