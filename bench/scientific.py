@@ -182,14 +182,17 @@ def section_compute(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     """Native CPython + numpy (a fresh `python -c` per call) against the scientific runtime over
     /run, end to end and timed inside each interpreter, alternating run by run (so the
     machine's drift hits both alike). Noise only adds time: the fastest samples' ratio is
-    the headline, the median of the per-round ratios stands beside it."""
+    the headline, the median of the per-round ratios stands beside it. Native BLAS gets one
+    thread, as the guest has: the ratio compares one core with one core (and on a shared
+    2-vCPU machine a threaded BLAS mostly measures the neighbours)."""
     py = sys.executable
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     version = subprocess.run([py, "-c", "import sys, numpy; print(sys.version.split()[0], numpy.__version__)"],
                              capture_output=True, text=True, check=True).stdout.split()
-    res: dict[str, Any] = {"native": {"python": py, "version": version[0], "numpy": version[1]}}
+    res: dict[str, Any] = {"native": {"python": py, "version": version[0], "numpy": version[1], "blas_threads": 1}}
 
     def native(code: str) -> str:
-        p = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120)
+        p = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120, env=env)
         if p.returncode != 0:
             raise RuntimeError(f"native python failed: {p.stderr[-500:]}")
         return p.stdout
@@ -393,7 +396,8 @@ def summary(results: dict[str, Any]) -> tuple[str, str]:
     rows.append(row("S2: POST /run, stdlib runtime (CPython 3.12), same server", h.get("s2_stdlib")))
     rows.append(row(f"S2: native python3 -c ({g(comp, 'native', 'version') or '?'})", g(comp, "native", "s2")))
     rows.append(row("numpy 300x300 matrix product: POST /run", h.get("matmul")))
-    rows.append(row(f"numpy 300x300 matrix product: native python3 -c + numpy {g(comp, 'native', 'numpy') or '?'}",
+    rows.append(row(f"numpy 300x300 matrix product: native python3 -c + numpy {g(comp, 'native', 'numpy') or '?'}"
+                    ", 1 BLAS thread",
                     g(comp, "native", "matmul")))
     rows.append(row("warm start, both runtimes: spawn -> listening", st.get("warm_to_listening"),
                     f"p50 <= {T['warm_start']:g} ms", T["warm_start"]))

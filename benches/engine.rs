@@ -369,7 +369,13 @@ async fn concurrent(
 
 fn job(sandbox: &Sandbox, code: &str, runtime: Option<&str>) -> omcp_sandbox::sandbox::Job {
     sandbox
-        .job(code.to_string(), None, &LimitRequest::default(), runtime, None)
+        .job(
+            code.to_string(),
+            None,
+            &LimitRequest::default(),
+            runtime,
+            None,
+        )
         .expect("the benchmark snippets fit the default limits")
 }
 
