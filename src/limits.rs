@@ -20,8 +20,10 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// a run is metered only where asked: when its request sets `fuel`, or for every run when
 /// the operator starts the server with `--fuel`. Other runs are bounded by wall-clock time.
 pub const DEFAULT_FUEL: u64 = 40_000_000_000;
-/// Default linear-memory cap per run. The interpreter needs about 20 MiB to start.
-pub const DEFAULT_MEMORY_MB: u64 = 256;
+/// Default linear-memory cap per run. The stdlib interpreter needs about 20 MiB to start,
+/// the scientific one (with its stack imported) about 160 MiB; the rest is the program's.
+/// It is a cap, not a reservation: a run's memory is the snapshot's pages it touches.
+pub const DEFAULT_MEMORY_MB: u64 = 512;
 /// Default cap on what a run may write to stdout and stderr together.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
 /// Default cap on the size of submitted code.

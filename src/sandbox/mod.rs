@@ -112,6 +112,10 @@ pub enum RunError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Most a snapshot build may take (the scientific one takes ~1.5 minutes on a 2-core
+/// machine, most of it compiling the instrumented module).
+const SNAPSHOT_BUILD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 /// One engine's way into a fresh interpreter.
 struct Flavor {
     pre: InstancePre<GuestState>,
@@ -488,8 +492,20 @@ fn prepare_snapshot(
                     runtime = runtime.name,
                     "building the interpreter snapshot (once per runtime, driver and settings)"
                 );
-                *built = Some(on_fresh_runtime(|| {
-                    snapshot::build(engine, linker, runtime)
+                *built = Some(on_fresh_runtime(|| async {
+                    // Warm-up code that hangs must cost a cold start, not a server that
+                    // never starts (the guest yields at every epoch, so this can fire).
+                    tokio::time::timeout(
+                        SNAPSHOT_BUILD_TIMEOUT,
+                        snapshot::build(engine, linker, runtime),
+                    )
+                    .await
+                    .map_err(|_| {
+                        wasmtime::format_err!(
+                            "the snapshot build took more than {} s",
+                            SNAPSHOT_BUILD_TIMEOUT.as_secs()
+                        )
+                    })?
                 })?);
                 tracing::info!(
                     runtime = runtime.name,

@@ -210,6 +210,11 @@ pub fn new_store(
         seeded,
     } = guest;
     let mut builder = WasiCtxBuilder::new();
+    // Filesystem calls (the read-only grants, the scratch directory: local files, small
+    // reads) run on the calling thread instead of tokio's blocking pool, which would start
+    // a thread per concurrent call and keep it for 10 s. Set before the preopens: each
+    // directory takes the setting when it is opened.
+    builder.allow_blocking_current_thread(true);
     builder
         .args(&hosting.argv)
         .envs(&hosting.env)

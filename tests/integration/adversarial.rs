@@ -284,9 +284,11 @@ fn scientific(name: &str, expect: Expect) -> Expect {
         // gone after the run; `scientific::scratch_is_writable_private_to_the_run...`).
         "write /tmp" => Value(json!(1)),
         // The environment is the runtime's fixed one (no host variable), argv[0] as set.
+        // Plus two that scikit-learn sets when the snapshot imports it (in the guest).
         "environment" => Value(json!({
             "HOME": "/tmp", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.matplotlib",
-            "PYTHONTZPATH": "", "TMPDIR": "/tmp"
+            "PYTHONTZPATH": "", "TMPDIR": "/tmp",
+            "KMP_DUPLICATE_LIB_OK": "True", "KMP_INIT_AT_FORK": "FALSE"
         })),
         // fd 3 is the read-only grant of the standard library's directory; reading it as a
         // file is refused by WASI as a bad descriptor rather than as a directory.
@@ -321,8 +323,9 @@ async fn battery(runtime: &str, memory_mb: &str) {
             memory_mb,
             "--max-output-bytes",
             "10000",
+            // The recursion bomb reaches 64 MiB of frames after ~10.1 G units.
             "--fuel",
-            "10000000000",
+            "15000000000",
             "--default-runtime",
             runtime,
         ],

@@ -106,7 +106,12 @@ impl Server {
         Server {
             child: child.0.take().expect("child present"),
             addr,
-            client: reqwest::Client::new(),
+            // Never reuse a connection idle for long enough that the server may be closing
+            // it (its header timeout, 2 s in the load test): the request would race the close.
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_millis(1000))
+                .build()
+                .expect("a reqwest client"),
         }
     }
 

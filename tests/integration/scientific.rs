@@ -368,7 +368,7 @@ async fn state_of_one_run_is_invisible_to_the_next() {
 
 #[tokio::test]
 async fn limits_hold_inside_compiled_package_code() {
-    let server = Server::scientific(&["--max-output-bytes", "10000"]);
+    let server = Server::scientific(&["--max-output-bytes", "10000", "--memory-mb", "256"]);
     // A huge allocation in numpy's C code: MemoryError (or the memory stop), never a crash.
     let out = server.run("import numpy as np\nnp.ones(10**11)").await;
     let error = out["error"].as_str().unwrap_or("");

@@ -7,7 +7,8 @@
 //!   crowd of slowloris connections. Every answer must be a success, a typed Python error,
 //!   a typed limit or a typed "busy"; the server-side time of accepted runs stays within
 //!   their time limit plus a margin; afterwards no run, queue place, connection, file
-//!   descriptor or thread is left behind, and RSS is within 10% of before.
+//!   descriptor or thread is left behind, and anonymous RSS is within 10% (+16 MiB of pool
+//!   slots' resident pages) of before.
 //! - `graceful_shutdown_under_load`: SIGTERM while runs are in flight: each finishes with a
 //!   whole answer, new connections are refused, the process exits 0.
 //!
@@ -250,7 +251,12 @@ struct Mcp {
 
 impl Mcp {
     async fn open(server: &Server) -> Mcp {
-        let client = reqwest::Client::new();
+        // The server closes a keep-alive connection that has been idle for its header timeout
+        // (2 s here); a client must not reuse one that old, or its request races the close.
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_millis(1000))
+            .build()
+            .unwrap();
         let url = server.url("/mcp");
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
@@ -525,7 +531,11 @@ async fn mixed_hostile_load() {
     loris.await.unwrap();
     assert!(warm.failures.is_empty(), "{:?}", warm.failures);
     settle(&server).await;
-    let rss_before = proc_status(pid, "VmRSS:");
+    // Anonymous memory is what a leak grows. The file-backed part of RSS is the compiled
+    // code mapped from the cache (over 400 MB for the scientific runtime), paged in as runs
+    // reach code paths no earlier run took: reclaimable, and no leak.
+    let rss_before = proc_status(pid, "RssAnon:");
+    let file_before = proc_status(pid, "RssFile:");
     let fds_before = open_fds(pid);
     let threads_before = proc_status(pid, "Threads:");
 
@@ -537,7 +547,8 @@ async fn mixed_hostile_load() {
     stop.store(true, Ordering::Relaxed);
     let loris_opened = loris.await.unwrap();
     let load_after = settle(&server).await;
-    let rss_after = proc_status(pid, "VmRSS:");
+    let rss_after = proc_status(pid, "RssAnon:");
+    let file_after = proc_status(pid, "RssFile:");
     let fds_after = open_fds(pid);
     let threads_after = proc_status(pid, "Threads:");
 
@@ -573,9 +584,9 @@ async fn mixed_hostile_load() {
         );
     }
     eprintln!(
-        "RSS: {} kB at start, {rss_before} kB after warm-up, {rss_after} kB after the load \
-         ({:+.1}%); fds {fds_before} -> {fds_after}; threads {threads_before} -> \
-         {threads_after}; after: {load_after}",
+        "RSS: {} kB at start; anonymous {rss_before} kB after warm-up, {rss_after} kB after \
+         the load ({:+.1}%); file-backed {file_before} -> {file_after} kB; fds {fds_before} \
+         -> {fds_after}; threads {threads_before} -> {threads_after}; after: {load_after}",
         rss_start,
         (rss_after as f64 / rss_before as f64 - 1.0) * 100.0
     );
@@ -593,9 +604,14 @@ async fn mixed_hostile_load() {
             case.name
         );
     }
+    // Each pooled memory keeps up to 4 MiB of what a run wrote resident for the next run in
+    // that slot (KEEP_RESIDENT), and there are 24 slots now (2 runtimes x 2 engines x 6): a
+    // slot reached for the first time after the warm-up adds up to that much, bounded, so
+    // 16 MiB are allowed beyond the 10%. (Before, the check was 10% of all of RSS, file-
+    // backed code included: ~25 MB of slack.)
     assert!(
-        rss_after as f64 <= rss_before as f64 * 1.10,
-        "RSS grew more than 10%: {rss_before} kB -> {rss_after} kB"
+        rss_after as f64 <= rss_before as f64 * 1.10 + 16.0 * 1024.0,
+        "anonymous RSS grew more than 10% + 16 MiB: {rss_before} kB -> {rss_after} kB"
     );
     assert!(
         fds_after <= fds_before + 4,
