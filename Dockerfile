@@ -4,7 +4,8 @@
 # and MCP (/mcp, or `mcp` over stdio).
 #
 #   docker build -t omcp-sandbox .
-#   docker run --rm --read-only --cap-drop=ALL --security-opt no-new-privileges \
+#   docker run --rm --read-only --tmpfs /tmp:rw,mode=1777,size=256m \
+#       --cap-drop=ALL --security-opt no-new-privileges \
 #       -p 8000:8000 omcp-sandbox
 #   curl -s http://127.0.0.1:8000/healthz
 #

@@ -117,6 +117,7 @@ fn modes(cache_dir: &Path) -> Vec<Mode> {
             ..Limits::default()
         },
         snapshot,
+        scratch_dir: None,
     };
     vec![
         Mode {
@@ -151,6 +152,7 @@ fn scientific_modes(cache_dir: &Path) -> Vec<Mode> {
             cache_dir: Some(cache_dir.to_path_buf()),
             limits: Limits::default(),
             snapshot: true,
+            scratch_dir: None,
         },
     }]
 }

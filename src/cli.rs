@@ -184,6 +184,12 @@ pub struct RuntimeArgs {
     /// an initialised interpreter.
     #[arg(long, env = "OMCP_NO_SNAPSHOT")]
     pub no_snapshot: bool,
+
+    /// Directory in which each run's scratch directory (the scientific runtime's /tmp) is
+    /// made and removed [default: the system's temporary directory]. Under a read-only root,
+    /// a tmpfs at /tmp (or this flag) keeps /tmp writable for the guest.
+    #[arg(long, value_name = "DIR", env = "OMCP_SCRATCH_DIR")]
+    pub scratch_dir: Option<PathBuf>,
 }
 
 /// Per-run limits: the default for each run and the most a request may ask for.
@@ -275,6 +281,7 @@ impl RuntimeArgs {
             cache_dir,
             limits,
             snapshot: !self.no_snapshot,
+            scratch_dir: self.scratch_dir.clone(),
         }
     }
 }

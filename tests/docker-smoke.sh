@@ -496,8 +496,10 @@ check_cfg '((.[0].Healthcheck // .[0].Config.Healthcheck // {}).Test // []) | le
 # --------------------------------------------------------------------- run --
 PORT="${OMCP_SMOKE_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 BASE="http://127.0.0.1:$PORT"
-HARDENING=(--read-only --read-only-tmpfs=false --cap-drop=ALL
-    --security-opt no-new-privileges --user 10001)
+# A read-only root, and a tmpfs at /tmp as the README advises: the scientific runtime makes
+# each run's scratch directory there (without one, runs get no writable /tmp).
+HARDENING=(--read-only --read-only-tmpfs=false --tmpfs /tmp:rw,mode=1777,size=256m
+    --cap-drop=ALL --security-opt no-new-privileges --user 10001)
 
 log "starting $NAME on 127.0.0.1:$PORT"
 start_ns=$(date +%s%N)

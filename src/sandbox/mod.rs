@@ -54,6 +54,8 @@ pub struct SandboxOptions {
     pub limits: Limits,
     /// Start runs from a pre-initialised snapshot (falls back to cold starts if it fails).
     pub snapshot: bool,
+    /// Where runs' scratch directories are made; `None`: the system's temporary directory.
+    pub scratch_dir: Option<PathBuf>,
 }
 
 /// How runs enter a fresh interpreter.
@@ -362,7 +364,7 @@ impl Drop for QueueSpot<'_> {
 /// only if a flavor has to start cold (the scientific build takes minutes to compile).
 fn load_runtime(runtime: &Runtime, options: &SandboxOptions) -> wasmtime::Result<Loaded> {
     let started = Instant::now();
-    let hosting = Hosting::new(runtime);
+    let hosting = Hosting::new(runtime, options.scratch_dir.as_deref());
     let mut built: Option<(Vec<u8>, snapshot::EntryPoint)> = None;
     let (plain, plain_source) = load_flavor(runtime, &hosting, options, false, &mut built)?;
     let (metered, metered_source) = load_flavor(runtime, &hosting, options, true, &mut built)?;
@@ -497,7 +499,7 @@ fn prepare_snapshot(
                     // never starts (the guest yields at every epoch, so this can fire).
                     tokio::time::timeout(
                         SNAPSHOT_BUILD_TIMEOUT,
-                        snapshot::build(engine, linker, runtime),
+                        snapshot::build(engine, linker, runtime, hosting),
                     )
                     .await
                     .map_err(|_| {

@@ -56,17 +56,35 @@ pub struct Hosting {
 }
 
 impl Hosting {
-    pub fn new(runtime: &Runtime) -> Hosting {
+    /// `scratch_base`: where runs' scratch directories are made (`None`: the system's
+    /// temporary directory). If it is not writable (a read-only root without a tmpfs), runs
+    /// get no scratch directory: the rest still works, and writing there fails in the guest.
+    pub fn new(runtime: &Runtime, scratch_base: Option<&Path>) -> Hosting {
         let mut argv = vec![runtime.argv0.to_string()];
         if runtime.entry == runtime::Entry::Command {
             argv.extend(COMMAND_FLAGS.iter().map(|s| s.to_string()));
         }
+        let scratch = runtime.scratch.and_then(|guest| {
+            let base = scratch_base.map_or_else(std::env::temp_dir, Path::to_path_buf);
+            let root = base.join(format!("omcp-scratch-{}", std::process::id()));
+            match std::fs::create_dir_all(&root) {
+                Ok(()) => Some((guest, root)),
+                Err(err) => {
+                    tracing::warn!(
+                        "runs of {:?} get no writable {guest}: cannot create {root:?} ({err}); \
+                         pass --scratch-dir DIR, or mount a tmpfs on /tmp",
+                        runtime.name
+                    );
+                    None
+                }
+            }
+        });
         Hosting {
             entry: runtime.entry,
             argv,
             env: runtime.env.clone(),
             grants: runtime.grants.clone(),
-            scratch: runtime.scratch.map(|guest| (guest, scratch_root())),
+            scratch,
         }
     }
 
@@ -84,11 +102,6 @@ impl Hosting {
 /// A Python string literal for `text` (JSON's escapes are valid Python).
 fn py_str(text: &str) -> String {
     serde_json::to_string(text).expect("a string always serializes")
-}
-
-/// Where runs' scratch directories are made: private to this process.
-fn scratch_root() -> PathBuf {
-    std::env::temp_dir().join(format!("omcp-scratch-{}", std::process::id()))
 }
 
 /// A run's writable directory on the host, removed with everything in it when dropped.

@@ -135,6 +135,7 @@ pub async fn build(
     engine: &Engine,
     linker: &Linker<GuestState>,
     runtime: &Runtime,
+    hosting: &Hosting,
 ) -> Result<(Vec<u8>, EntryPoint)> {
     let wizer = Wizer::new();
     let (context, instrumented) = wizer.instrument(&runtime.wasm)?;
@@ -143,7 +144,7 @@ pub async fn build(
     let mut marker = vec![0u8; 16];
     getrandom::fill(&mut marker).map_err(|e| format_err!("no randomness: {e}"))?;
     let capture = Capture::new(marker, 1 << 20, 0);
-    let mut hosting = Hosting::new(runtime);
+    let mut hosting = hosting.clone();
     if runtime.entry == Entry::Command {
         hosting.argv.push("snapshot".into());
         hosting.argv.push(runtime.warm.into());
