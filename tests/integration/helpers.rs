@@ -70,6 +70,12 @@ impl Server {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_within(args, env, Duration::from_secs(120))
+    }
+
+    /// Like `start_with_env`, waiting up to `patience` for the server to listen: a server
+    /// that must compile at start (the scientific runtime cold: minutes) needs more.
+    pub fn start_within(args: &[&str], env: &[(&str, &str)], patience: Duration) -> Server {
         let mut child = command()
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
@@ -99,7 +105,7 @@ impl Server {
             }
         });
         let addr = rx
-            .recv_timeout(Duration::from_secs(120))
+            .recv_timeout(patience)
             .expect("server did not report its address")
             .parse()
             .expect("bad address in log");

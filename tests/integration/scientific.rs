@@ -409,7 +409,13 @@ async fn limits_hold_inside_compiled_package_code() {
 #[tokio::test]
 async fn snapshot_and_cold_runs_of_the_scientific_runtime_agree() {
     let snapshot = Server::scientific(&[]);
-    let cold = Server::scientific(&["--no-snapshot"]);
+    // `prepare` compiles no cold module when the snapshots work (the scientific one takes
+    // minutes to compile per engine), so on a fresh cache this server compiles at start.
+    let cold = Server::start_within(
+        &["--no-snapshot", "--runtimes", "scientific"],
+        &[("OMCP_RUNTIMES", "scientific")],
+        std::time::Duration::from_secs(900),
+    );
     let corpus = [
         "import numpy as np\nint(np.arange(10).sum())",
         "import pandas as pd\npd.Series([1, 2, 3]).mean().item()",
