@@ -98,32 +98,58 @@ impl RunPythonArgs {
     }
 }
 
-/// A limit as clients write it: `2000`, but also `2000.0` (JSON Schema's `integer` includes
-/// it, and Python's and JavaScript's encoders produce it) or a number beyond `u64` (which,
-/// like any value above the server's limit, means the server's limit). Fractions and
-/// negative numbers are refused.
-mod limit_number {
-    use schemars::{Schema, SchemaGenerator, json_schema};
-    use serde::de::{Deserialize, Deserializer, Error};
+/// A non-negative integer as clients write it: `2000`, but also `2000.0` (JSON Schema's
+/// `integer` includes it, and Python's and JavaScript's encoders produce it). Shared by
+/// limits and seeds, which differ only in what a number beyond 64 bits means.
+mod whole_number {
+    use serde::Deserialize;
+    use serde::de::{Deserializer, Error};
 
+    /// A whole number that fits in 64 bits, or one beyond.
+    pub enum Whole {
+        Fits(u64),
+        Beyond,
+    }
+
+    /// Fractions, negatives and other types are errors that say what was `expected`.
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<Option<u64>, D::Error> {
+        expected: &str,
+    ) -> Result<Option<Whole>, D::Error> {
         let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
             return Ok(None);
         };
         if let Some(n) = number.as_u64() {
-            return Ok(Some(n));
+            return Ok(Some(Whole::Fits(n)));
         }
         match number.as_f64() {
-            Some(f) if f >= 0.0 && f.fract() == 0.0 => {
-                // `as` saturates: anything from 2^64 up becomes u64::MAX.
-                Ok(Some(f as u64))
+            // Below 2^64 (exactly representable as an f64), `as` is exact.
+            Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 18_446_744_073_709_551_616.0 => {
+                Ok(Some(Whole::Fits(f as u64)))
             }
+            Some(f) if f >= 0.0 && f.fract() == 0.0 => Ok(Some(Whole::Beyond)),
             _ => Err(D::Error::custom(format_args!(
-                "invalid value: {number}, expected a non-negative integer"
+                "invalid value: {number}, expected {expected}"
             ))),
         }
+    }
+}
+
+/// A limit: a number beyond `u64`, like any value above the server's limit, means the
+/// server's limit. Fractions and negative numbers are refused.
+mod limit_number {
+    use schemars::{Schema, SchemaGenerator, json_schema};
+    use serde::de::Deserializer;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u64>, D::Error> {
+        use super::whole_number::{Whole, deserialize};
+        Ok(match deserialize(deserializer, "a non-negative integer")? {
+            None => None,
+            Some(Whole::Fits(n)) => Some(n),
+            Some(Whole::Beyond) => Some(u64::MAX),
+        })
     }
 
     pub fn at_least_one(_: &mut SchemaGenerator) -> Schema {
@@ -135,28 +161,23 @@ mod limit_number {
     }
 }
 
-/// A seed as clients write it: an integer from 0 to 2^64 - 1, also when spelled `42.0`.
-/// Unlike a limit, a seed out of range cannot mean "the most": it is refused.
+/// A seed: an integer from 0 to 2^64 - 1. Unlike a limit, a seed out of range cannot mean
+/// "the most": it is refused.
 mod seed_number {
     use schemars::{Schema, SchemaGenerator, json_schema};
-    use serde::de::{Deserialize, Deserializer, Error};
+    use serde::de::{Deserializer, Error};
+
+    const EXPECTED: &str = "an integer from 0 to 18446744073709551615";
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<u64>, D::Error> {
-        let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
-            return Ok(None);
-        };
-        if let Some(n) = number.as_u64() {
-            return Ok(Some(n));
-        }
-        match number.as_f64() {
-            // Below 2^64 (exactly representable as f64), integral and not negative.
-            Some(f) if (0.0..18_446_744_073_709_551_616.0).contains(&f) && f.fract() == 0.0 => {
-                Ok(Some(f as u64))
-            }
-            _ => Err(D::Error::custom(format_args!(
-                "invalid seed: {number}, expected an integer from 0 to 18446744073709551615"
+        use super::whole_number::{Whole, deserialize};
+        match deserialize(deserializer, EXPECTED)? {
+            None => Ok(None),
+            Some(Whole::Fits(n)) => Ok(Some(n)),
+            Some(Whole::Beyond) => Err(D::Error::custom(format_args!(
+                "invalid seed: beyond 64 bits, expected {EXPECTED}"
             ))),
         }
     }
