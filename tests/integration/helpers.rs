@@ -70,7 +70,10 @@ impl Server {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        Server::start_within(args, env, Duration::from_secs(120))
+        // Generous: a server whose settings have no cached module compiles at start, and
+        // on a 2-core CI machine that can wait behind another test compiling the
+        // scientific runtime (minutes).
+        Server::start_within(args, env, Duration::from_secs(600))
     }
 
     /// Like `start_with_env`, waiting up to `patience` for the server to listen: a server
