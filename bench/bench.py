@@ -101,6 +101,24 @@ def stats(samples: list[float]) -> dict[str, Any]:
     }
 
 
+def section_runner(results: dict[str, Any]) -> Callable[[str, Callable[[], Any]], None]:
+    """`run_section(name, fn)`: run one section into `results`, with its time and the load
+    before it; a failure is recorded and the run goes on (it fails at the end)."""
+
+    def run_section(name: str, fn: Callable[[], Any]) -> None:
+        t = time.perf_counter()
+        la = loadavg()
+        try:
+            results["sections"][name] = fn()
+        except Exception as exc:  # noqa: BLE001 - record, go on with the others, fail at the end
+            import traceback
+            results["errors"][name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            log(f"{name}: FAILED: {exc}")
+        results["section_seconds"][name] = {"s": round(time.perf_counter() - t, 1), "loadavg_before": la}
+
+    return run_section
+
+
 def timed(fn: Callable[[], Any], warmup: int, n: int) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -894,16 +912,7 @@ def main() -> int:
     }
     sec = results["sections"]
 
-    def run_section(name: str, fn: Callable[[], Any]) -> None:
-        t = time.perf_counter()
-        la = loadavg()
-        try:
-            sec[name] = fn()
-        except Exception as exc:  # noqa: BLE001 - record, go on with the others, fail at the end
-            import traceback
-            results["errors"][name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-            log(f"{name}: FAILED: {exc}")
-        results["section_seconds"][name] = {"s": round(time.perf_counter() - t, 1), "loadavg_before": la}
+    run_section = section_runner(results)
 
     if "cold" not in skip:
         run_section("cold_start", lambda: section_cold_start(args, plan, cache))

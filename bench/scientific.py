@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 # bench.py's helpers (its servers are stopped on exit and on SIGINT/SIGTERM here too).
-from bench import Server, fmt, get_json, loadavg, log, post_run, stats, timed
+from bench import Server, fmt, get_json, loadavg, log, post_run, section_runner, stats, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTH = "stdlib,scientific"
@@ -506,16 +506,7 @@ def main() -> int:
     }
     sec = results["sections"]
 
-    def run_section(name: str, fn: Callable[[], Any]) -> None:
-        t = time.perf_counter()
-        la = loadavg()
-        try:
-            sec[name] = fn()
-        except Exception as exc:  # noqa: BLE001 - record, go on with the others, fail at the end
-            import traceback
-            results["errors"][name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-            log(f"{name}: FAILED: {exc}")
-        results["section_seconds"][name] = {"s": round(time.perf_counter() - t, 1), "loadavg_before": la}
+    run_section = section_runner(results)
 
     if args.engine_json and args.engine_json.is_file():
         sec["engine"] = json.loads(args.engine_json.read_text()).get("scientific", [])
