@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::limits::LimitRequest;
 use crate::outcome::{Image, Outcome, Stop};
+use crate::workspace::{FileIn, FileOut};
 
 /// `POST /run` body.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -51,6 +52,9 @@ pub struct RunRequest {
     #[serde(default, deserialize_with = "limit_number::deserialize")]
     #[schemars(schema_with = "limit_number::non_negative")]
     pub max_output_bytes: Option<u64>,
+    /// Files written into the working directory (/workspace) before the code runs.
+    #[serde(default)]
+    pub files: Vec<FileIn>,
 }
 
 impl RunRequest {
@@ -222,6 +226,11 @@ pub struct RunResponse {
     /// Figures that were not returned, each with why (too many, too large, over the byte
     /// budget, or rendering failed): nothing is dropped silently.
     pub images_omitted: Vec<String>,
+    /// Files in /workspace the run created or changed (a stateless run's workspace is gone
+    /// afterwards): text as "utf-8", the rest "base64"; past the server's byte budget a
+    /// file is listed without `content` and with `omitted: true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileOut>,
 }
 
 impl From<Outcome> for RunResponse {
@@ -239,8 +248,104 @@ impl From<Outcome> for RunResponse {
             runtime: outcome.runtime,
             images: outcome.images,
             images_omitted: outcome.images_omitted,
+            files: outcome.files,
         }
     }
+}
+
+/// `POST /sessions` body (and the `create_session` tool's arguments, in part).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionRequest {
+    /// Which runtime the session runs (default: the server's).
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// Per-turn wall-clock limit in milliseconds (a turn may ask for less or more, up to
+    /// the server's limit).
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::at_least_one")]
+    pub timeout_ms: Option<u64>,
+    /// Per-turn instruction budget (meters every turn).
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::at_least_one")]
+    pub fuel: Option<u64>,
+    /// Memory limit in MiB for every turn (the session's memory included).
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::at_least_one")]
+    pub memory_mb: Option<u64>,
+    /// Per-turn limit on stdout + stderr bytes.
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::non_negative")]
+    pub max_output_bytes: Option<u64>,
+    /// Seconds without a call after which the session is closed (at most the server's).
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::at_least_one")]
+    pub idle_timeout_s: Option<u64>,
+    /// Makes the session's random numbers and clocks deterministic.
+    #[serde(default, deserialize_with = "seed_number::deserialize")]
+    #[schemars(schema_with = "seed_number::schema")]
+    pub seed: Option<u64>,
+    /// Files to put in the session's /workspace.
+    #[serde(default)]
+    pub files: Vec<FileIn>,
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Its interpreter is in memory, ready for a turn.
+    Active,
+    /// A turn is running.
+    Running,
+    /// Its interpreter is saved to disk; the next turn resumes it.
+    Suspended,
+}
+
+/// A session, as `POST /sessions`, `GET /sessions/{id}` and `create_session` describe it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionInfo {
+    /// The handle to pass to later calls (128 random bits, hex).
+    pub session_id: String,
+    pub runtime: String,
+    pub state: SessionState,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    pub last_used_at: String,
+    /// When the session closes unless used before (idle timeout), or at the latest (its
+    /// lifetime); RFC 3339 UTC.
+    pub expires_at: String,
+    pub idle_timeout_s: u64,
+    pub lifetime_s: u64,
+    /// Turns run so far.
+    pub turns: u64,
+    /// Memory the session has written (what keeping it costs), in bytes.
+    pub memory_bytes: u64,
+    /// Bytes and number of files in its /workspace.
+    pub workspace_bytes: u64,
+    pub workspace_files: u64,
+}
+
+/// `GET /sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// `POST /sessions/{id}/run`: the `/run` answer and what the turn did to the session.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionRunResponse {
+    #[serde(flatten)]
+    pub run: RunResponse,
+    pub session_id: String,
+    /// This turn's number, from 1.
+    pub turn: u64,
+    /// A limit or a trap stopped the turn and the session is back at its state before it
+    /// (variables, imports; files it wrote stay).
+    pub rolled_back: bool,
+    /// Workspace files this turn created or changed (fetch them with
+    /// `GET /sessions/{id}/files/{path}`).
+    pub files_changed: Vec<String>,
 }
 
 #[cfg(test)]

@@ -87,15 +87,18 @@ pub struct ServeArgs {
 
     /// MCP sessions open at most; a new `initialize` beyond that gets a typed "busy"
     /// (-32000, HTTP 503). Idle sessions close after 5 minutes.
-    #[arg(long, value_name = "N", default_value_t = 256, env = "OMCP_MAX_SESSIONS",
+    #[arg(long, value_name = "N", default_value_t = 256, env = "OMCP_MAX_MCP_SESSIONS",
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_sessions: u64,
+    pub max_mcp_sessions: u64,
 
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub sessions: SessionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +141,79 @@ pub struct McpArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub sessions: SessionArgs,
+}
+
+/// Sessions: interpreters that live across calls (see `crate::sessions`).
+#[derive(Debug, Clone, Args)]
+pub struct SessionArgs {
+    /// Where sessions keep their workspaces and suspended interpreters. A server started on
+    /// the same directory resumes the sessions a previous one left (each is suspended at
+    /// shutdown) [default: a temporary directory of this process, removed at exit].
+    #[arg(long, value_name = "DIR", env = "OMCP_SESSION_DIR")]
+    pub session_dir: Option<PathBuf>,
+
+    /// Sessions open at most; creating one more is refused (503 too_many_sessions).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 64,
+        env = "OMCP_MAX_SESSIONS"
+    )]
+    pub max_sessions: usize,
+
+    /// Seconds a session may go unused before it is closed and its files removed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 1800,
+        env = "OMCP_SESSION_IDLE_TIMEOUT"
+    )]
+    pub session_idle_timeout: u64,
+
+    /// Seconds a session may live at most, used or not.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 86400,
+        env = "OMCP_SESSION_LIFETIME"
+    )]
+    pub session_lifetime: u64,
+
+    /// Seconds of idleness after which a session's interpreter is suspended to disk (it
+    /// resumes on its next call).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60,
+        env = "OMCP_SESSION_SUSPEND_AFTER"
+    )]
+    pub session_suspend_after: u64,
+
+    /// MiB of written memory all live sessions may hold together; past it the least
+    /// recently used idle sessions are suspended to disk.
+    #[arg(
+        long,
+        value_name = "MB",
+        default_value_t = 2048,
+        env = "OMCP_SESSIONS_MEMORY_MB"
+    )]
+    pub sessions_memory_mb: u64,
+}
+
+impl SessionArgs {
+    pub fn options(&self) -> crate::sessions::SessionOptions {
+        crate::sessions::SessionOptions {
+            dir: self.session_dir.clone(),
+            max_sessions: self.max_sessions,
+            idle_timeout: Duration::from_secs(self.session_idle_timeout.max(1)),
+            lifetime: Duration::from_secs(self.session_lifetime.max(1)),
+            suspend_after: Duration::from_secs(self.session_suspend_after),
+            memory_bytes: self.sessions_memory_mb.saturating_mul(1 << 20),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -231,8 +307,22 @@ pub struct LimitArgs {
 
     /// MiB a run may write to its scratch directory (/tmp of the scientific runtime);
     /// past it, writes fail with ENOSPC.
-    #[arg(long, default_value_t = limits::DEFAULT_SCRATCH_MB, env = "OMCP_SCRATCH_MB")]
+    #[arg(long, visible_alias = "workspace-mb", default_value_t = limits::DEFAULT_SCRATCH_MB, env = "OMCP_SCRATCH_MB")]
     pub scratch_mb: u64,
+
+    /// Files one workspace may hold.
+    #[arg(long, default_value_t = limits::DEFAULT_WORKSPACE_MAX_FILES, env = "OMCP_WORKSPACE_MAX_FILES")]
+    pub workspace_max_files: usize,
+
+    /// Largest file a client may send in (an upload or a `files` entry), in MiB; larger is
+    /// refused with 413.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_UPLOAD_MB, env = "OMCP_MAX_UPLOAD_MB")]
+    pub max_upload_mb: u64,
+
+    /// KiB of file content a stateless run sends back; files past it are listed without
+    /// their content.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_FILES_OUT_KB, env = "OMCP_MAX_FILES_OUT_KB")]
+    pub max_files_out_kb: u64,
 }
 
 impl LimitArgs {
@@ -248,6 +338,9 @@ impl LimitArgs {
             max_concurrency: self.max_concurrency,
             max_queue: self.max_queue,
             scratch_mb: self.scratch_mb,
+            workspace_max_files: self.workspace_max_files,
+            max_upload_mb: self.max_upload_mb,
+            max_files_out_kb: self.max_files_out_kb,
         }
     }
 }
@@ -260,7 +353,7 @@ impl ServeArgs {
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             body_timeout: Duration::from_millis(self.body_timeout_ms),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
-            max_sessions: usize::try_from(self.max_sessions).unwrap_or(usize::MAX),
+            max_sessions: usize::try_from(self.max_mcp_sessions).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_millis(self.limits.timeout_ms) + Duration::from_secs(5),
         }
     }

@@ -8,15 +8,19 @@
 //! - [`http`]: `POST /run`, `/mcp` and `/healthz` on one axum router.
 //! - [`mcp`]: the `run_python` tool handler, apart from its transports.
 //! - [`cli`] and [`commands`]: argument parsing and one module per command.
-
+//! - [`workspace`]: the writable `/workspace` directory of a run or session, reached only
+//!   through a capability (client paths checked, guest symlinks never followed).
+//! - [`sessions`]: interpreters that live across calls, their workspaces, suspension to
+//!   disk and the bounds on them (the faces' one door to session state).
 //!
-//! `api`, `outcome` and `limits` parse and check untrusted bytes and need nothing of the
+//! `api`, `outcome`, `limits` and `workspace` parse and check untrusted bytes and need nothing of the
 //! runtime; everything else is behind the default `runtime` feature, so the fuzz targets
 //! build (and instrument) only the parsing code, not wasmtime.
 
 pub mod api;
 pub mod limits;
 pub mod outcome;
+pub mod workspace;
 
 #[cfg(feature = "runtime")]
 pub mod cli;
@@ -28,3 +32,5 @@ pub mod http;
 pub mod mcp;
 #[cfg(feature = "runtime")]
 pub mod sandbox;
+#[cfg(feature = "runtime")]
+pub mod sessions;

@@ -37,6 +37,12 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
 pub const DEFAULT_MAX_QUEUE: usize = 64;
 /// Default cap on what a run may write to its scratch directory (runtimes that have one).
 pub const DEFAULT_SCRATCH_MB: u64 = 64;
+/// Files a workspace may hold.
+pub const DEFAULT_WORKSPACE_MAX_FILES: usize = 1000;
+/// Largest file a client may send in, in MiB.
+pub const DEFAULT_MAX_UPLOAD_MB: u64 = 16;
+/// Bytes of file content a stateless run sends back, in KiB.
+pub const DEFAULT_MAX_FILES_OUT_KB: u64 = 1024;
 /// Below this the interpreter cannot even start.
 pub const MIN_MEMORY_MB: u64 = 1;
 
@@ -63,8 +69,14 @@ pub struct Limits {
     pub max_stdin_bytes: usize,
     pub max_concurrency: usize,
     pub max_queue: usize,
-    /// Bytes a run may write to its scratch directory, in MiB.
+    /// Bytes a run's or session's workspace (with its /tmp) may hold, in MiB.
     pub scratch_mb: u64,
+    /// Files a workspace may hold.
+    pub workspace_max_files: usize,
+    /// Largest file a client may send in, in MiB.
+    pub max_upload_mb: u64,
+    /// Bytes of file content a stateless run sends back, in KiB.
+    pub max_files_out_kb: u64,
 }
 
 impl Default for Limits {
@@ -80,6 +92,9 @@ impl Default for Limits {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_queue: DEFAULT_MAX_QUEUE,
             scratch_mb: DEFAULT_SCRATCH_MB,
+            workspace_max_files: DEFAULT_WORKSPACE_MAX_FILES,
+            max_upload_mb: DEFAULT_MAX_UPLOAD_MB,
+            max_files_out_kb: DEFAULT_MAX_FILES_OUT_KB,
         }
     }
 }
@@ -122,6 +137,15 @@ impl Limits {
         at_least("memory_mb", self.memory_mb, MIN_MEMORY_MB)?;
         at_least("max_concurrency", self.max_concurrency as u64, 1)?;
         Ok(())
+    }
+
+    /// The bounds of every workspace.
+    pub fn workspace(&self) -> crate::workspace::WorkspaceLimits {
+        crate::workspace::WorkspaceLimits {
+            max_bytes: self.scratch_mb.saturating_mul(1 << 20),
+            max_files: self.workspace_max_files,
+            max_upload_bytes: self.max_upload_mb.saturating_mul(1 << 20),
+        }
     }
 
     /// How this server meters instructions, in words for a client (tool and API docs).

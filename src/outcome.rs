@@ -78,6 +78,8 @@ pub struct Outcome {
     pub images: Vec<Image>,
     /// Figures that were not returned, each with the reason (a bound, a render error).
     pub images_omitted: Vec<String>,
+    /// Files of the workspace a stateless run created or changed.
+    pub files: Vec<crate::workspace::FileOut>,
 }
 
 /// One figure, rendered by the guest. Width and height are read from the PNG itself.

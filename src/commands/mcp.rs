@@ -21,6 +21,7 @@ use crate::cli::McpArgs;
 use crate::mcp::SandboxTools;
 use crate::mcp::frame::{Frame, Refusal, check_frame};
 use crate::sandbox::Sandbox;
+use crate::sessions::Sessions;
 
 /// Longest accepted line: code and stdin at their limits, JSON-escaped, plus the envelope.
 const MAX_LINE: usize = 16 << 20;
@@ -29,14 +30,17 @@ pub fn main(args: McpArgs) -> anyhow::Result<ExitCode> {
     let sandbox = Arc::new(Sandbox::load(
         args.runtime.sandbox_options(args.limits.limits()),
     )?);
+    let sessions = Arc::new(Sessions::new(sandbox, args.sessions.options())?);
     super::runtime()?.block_on(async {
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(sessions.clone().housekeeping(stop.clone()));
         let (to_rmcp, rmcp_in) = tokio::io::duplex(1 << 16);
         let (rmcp_out, from_rmcp) = tokio::io::duplex(1 << 16);
         let (errors_tx, errors_rx) = tokio::sync::mpsc::channel::<String>(16);
         let reader = tokio::spawn(forward_stdin(to_rmcp, errors_tx));
         let writer = tokio::spawn(write_stdout(from_rmcp, errors_rx));
 
-        let service = SandboxTools::new(sandbox)
+        let service = SandboxTools::new(sessions.clone())
             .serve((rmcp_in, rmcp_out))
             .await
             .context("MCP initialization over stdio failed")?;
@@ -47,6 +51,8 @@ pub fn main(args: McpArgs) -> anyhow::Result<ExitCode> {
         reader.abort();
         // rmcp's side of the pipe is closed now; let the writer drain what is left.
         let _ = writer.await;
+        stop.cancel();
+        sessions.suspend_all().await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

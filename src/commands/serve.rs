@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::cli::ServeArgs;
 use crate::http::{self, AppState, Guard};
 use crate::sandbox::Sandbox;
+use crate::sessions::Sessions;
 
 pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let token = match &args.auth_token_file {
@@ -37,7 +38,8 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let options = args.serve_options();
     raise_open_file_limit(options.max_connections);
-    let state = AppState::new(Arc::new(sandbox), guard, options);
+    let sessions = Sessions::new(Arc::new(sandbox), args.sessions.options())?;
+    let state = AppState::new(Arc::new(sessions), guard, options);
     super::runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -12,6 +12,7 @@ mod health;
 mod mcp_gate;
 mod openapi;
 mod server;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,11 +40,14 @@ pub use server::{Connections, ServeOptions};
 use crate::api::{RunRequest, RunResponse};
 use crate::mcp::SandboxTools;
 use crate::sandbox::{RunError, Sandbox};
+use crate::sessions::{SessionError, Sessions};
+use crate::workspace::FileError;
 
 /// Shared by every request handler.
 #[derive(Clone)]
 pub struct AppState {
     pub sandbox: Arc<Sandbox>,
+    pub sessions: Arc<Sessions>,
     pub guard: Arc<Guard>,
     /// Cancelled at shutdown: ends MCP sessions and their long-lived SSE streams, which
     /// graceful shutdown would otherwise wait for forever.
@@ -55,9 +59,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(sandbox: Arc<Sandbox>, guard: Guard, options: ServeOptions) -> Self {
+    pub fn new(sessions: Arc<Sessions>, guard: Guard, options: ServeOptions) -> Self {
         AppState {
-            sandbox,
+            sandbox: sessions.sandbox().clone(),
+            sessions,
             guard: Arc::new(guard),
             shutdown: CancellationToken::new(),
             connections: Arc::new(Connections::new(options.max_connections)),
@@ -86,6 +91,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Internal(String),
+    #[error(transparent)]
+    File(FileError),
+    #[error(transparent)]
+    Session(SessionError),
 }
 
 impl ApiError {
@@ -99,6 +108,21 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::File(err) => {
+                StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            ApiError::Session(err) => match err {
+                SessionError::NotFound(_) => StatusCode::NOT_FOUND,
+                SessionError::Busy(_) => StatusCode::CONFLICT,
+                SessionError::TooMany(_) => StatusCode::SERVICE_UNAVAILABLE,
+                SessionError::Lost { .. } => StatusCode::GONE,
+                SessionError::Incompatible { .. } => StatusCode::CONFLICT,
+                SessionError::Unavailable(_) => StatusCode::NOT_IMPLEMENTED,
+                SessionError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                SessionError::File(_) | SessionError::Run(_) => {
+                    unreachable!("unwrapped by From<SessionError>")
+                }
+            },
         }
     }
 
@@ -112,6 +136,25 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorKind::NotFound,
             ApiError::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             ApiError::Internal(_) => ErrorKind::Internal,
+            ApiError::File(err) => match err {
+                FileError::InvalidPath { .. } => ErrorKind::InvalidPath,
+                FileError::InvalidContent(_) => ErrorKind::InvalidContent,
+                FileError::TooLarge { .. } => ErrorKind::TooLarge,
+                FileError::Full(_) => ErrorKind::WorkspaceFull,
+                FileError::NotFound(_) => ErrorKind::FileNotFound,
+                FileError::NotAFile(_) => ErrorKind::NotAFile,
+                FileError::Io(_) => ErrorKind::Internal,
+            },
+            ApiError::Session(err) => match err {
+                SessionError::NotFound(_) => ErrorKind::SessionNotFound,
+                SessionError::Busy(_) => ErrorKind::SessionBusy,
+                SessionError::TooMany(_) => ErrorKind::TooManySessions,
+                SessionError::Lost { .. } => ErrorKind::SessionLost,
+                SessionError::Incompatible { .. } => ErrorKind::SessionIncompatible,
+                SessionError::Unavailable(_) => ErrorKind::SessionsUnavailable,
+                SessionError::Invalid(_) => ErrorKind::InvalidRequest,
+                SessionError::File(_) | SessionError::Run(_) => ErrorKind::Internal,
+            },
         }
     }
 
@@ -156,6 +199,16 @@ impl ApiError {
     }
 }
 
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        match err {
+            SessionError::File(err) => ApiError::File(err),
+            SessionError::Run(err) => ApiError::from(err),
+            other => ApiError::Session(other),
+        }
+    }
+}
+
 impl From<RunError> for ApiError {
     fn from(err: RunError) -> Self {
         match err {
@@ -166,6 +219,7 @@ impl From<RunError> for ApiError {
             RunError::Limit(_) | RunError::UnknownRuntime { .. } => {
                 ApiError::InvalidRequest(err.to_string())
             }
+            RunError::File(err) => ApiError::File(err),
             RunError::Internal(_) => {
                 tracing::error!("{err:#}");
                 ApiError::Internal(err.to_string())
@@ -208,6 +262,28 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// 500: a fault of the server, not of the request.
     Internal,
+    /// 404: no such session (closed, expired or never created): create a new one.
+    SessionNotFound,
+    /// 409: the session is running another turn.
+    SessionBusy,
+    /// 503: the server holds its maximum of sessions.
+    TooManySessions,
+    /// 410: the session's state could not be kept or restored; its files remain readable.
+    SessionLost,
+    /// 409: the session was suspended by another server version or runtime build.
+    SessionIncompatible,
+    /// 501: the runtime has no sessions on this server.
+    SessionsUnavailable,
+    /// 400: a workspace path breaks a rule (`..`, absolute, NUL, too long...).
+    InvalidPath,
+    /// 400: file content that does not decode (bad base64).
+    InvalidContent,
+    /// 404: no such file in the workspace.
+    FileNotFound,
+    /// 400: the path is a directory or a symlink, not a regular file.
+    NotAFile,
+    /// 507: the workspace would pass its byte or file-count bound.
+    WorkspaceFull,
 }
 
 impl IntoResponse for ApiError {
@@ -218,7 +294,10 @@ impl IntoResponse for ApiError {
             kind: self.kind(),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let ApiError::Busy(_) = self {
+        if matches!(
+            self,
+            ApiError::Busy(_) | ApiError::Session(SessionError::TooMany(_))
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -233,24 +312,27 @@ pub fn app(state: AppState) -> Router {
     let limits = state.sandbox.limits();
     // JSON escaping can make the body larger than the code it carries; the code and stdin
     // limits themselves are checked exactly after parsing.
-    let body_limit = 2 * (limits.max_code_bytes + limits.max_stdin_bytes) + 64 * 1024;
+    // Files sent in come base64 (4/3) inside the JSON.
+    let files_limit = usize::try_from(limits.workspace().max_bytes).unwrap_or(usize::MAX);
+    let body_limit = (2 * (limits.max_code_bytes + limits.max_stdin_bytes) + 64 * 1024)
+        .saturating_add(files_limit.saturating_mul(3) / 2);
 
-    let sandbox = state.sandbox.clone();
+    let sessions = state.sessions.clone();
     let mcp_config = StreamableHttpServerConfig::default()
         .with_cancellation_token(state.shutdown.child_token())
         // Host and Origin are checked by `guard` for /run and /mcp alike (one list, one
         // flag); an empty list turns rmcp's own copy of that check off.
         .with_allowed_hosts(Vec::<String>::new())
         .with_max_request_body_bytes(body_limit);
-    let sessions = state.mcp_sessions.clone();
+    let mcp_sessions = state.mcp_sessions.clone();
     let mcp = StreamableHttpService::new(
-        move || Ok(SandboxTools::new(sandbox.clone())),
-        sessions.clone(),
+        move || Ok(SandboxTools::new(sessions.clone())),
+        mcp_sessions.clone(),
         mcp_config,
     );
     let gate = mcp_gate::McpGate {
         body_limit,
-        sessions,
+        sessions: mcp_sessions,
         max_sessions: state.options.max_sessions,
     };
     let mcp = tower::Layer::layer(
@@ -260,6 +342,7 @@ pub fn app(state: AppState) -> Router {
 
     let guarded = Router::new()
         .route("/run", post(run))
+        .merge(sessions::routes(&state))
         .nest_service("/mcp", mcp)
         .route_layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
@@ -290,6 +373,7 @@ async fn run(
         request.runtime.as_deref(),
         request.seed,
     )?;
+    let job = state.sandbox.with_files(job, request.files)?;
     let outcome = state.sandbox.run(&job).await?;
     Ok(axum::Json(RunResponse::from(outcome)))
 }
@@ -314,12 +398,16 @@ pub async fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<()>
     let shutdown = state.shutdown.clone();
     let options = state.options.clone();
     let connections = state.connections.clone();
-    tracing::info!("listening on http://{addr} (POST /run, MCP at /mcp)");
+    let sessions = state.sessions.clone();
+    tracing::info!("listening on http://{addr} (POST /run, /sessions, MCP at /mcp)");
+    tokio::spawn(sessions.clone().housekeeping(shutdown.clone()));
     server::run(listener, app(state), &options, connections, async move {
         shutdown_signal().await;
         shutdown.cancel();
     })
     .await;
+    // In-flight requests are done: save every session for the next start.
+    sessions.suspend_all().await;
     Ok(())
 }
 

@@ -3,15 +3,18 @@
 # what happened in a JSON envelope that user output cannot forge.
 #
 # Protocol with the host (src/sandbox/run.rs):
-#   stdin  = a header of exactly HEADER_LEN bytes, "omcp3 <marker hex> <code_len>
-#            <max_result> <max_images> <max_pixels> <max_image_bytes>" padded with spaces
-#            and ending in "\n", then exactly code_len bytes of UTF-8 code, then the
-#            caller's own stdin, untouched.
+#   stdin  = a header of exactly HEADER_LEN bytes, "omcp4 <marker hex> <code_len>
+#            <max_result> <max_images> <max_pixels> <max_image_bytes> <kind>" padded with
+#            spaces and ending in "\n", then exactly code_len bytes of UTF-8 code, then the
+#            caller's own stdin, untouched. <kind> is "run" (a pristine run), "first" or
+#            "next" (a session's first or later turn, see below).
 #   stdout = whatever the code prints, then the marker bytes in one write, then the
 #            envelope. The host's stream switches to envelope mode only on a write that
 #            equals the per-run random marker, so printed text can never become the result.
 #   exit   = os._exit(0) once the envelope is out: skips interpreter finalisation (~5 ms).
 #            The envelope carries the cell's own exit status (WASI cannot exit >= 126).
+#            A session's turn returns instead: the interpreter lives on for the next turn,
+#            its variables in __main__ like a notebook's.
 #
 # Ways in (src/sandbox/snapshot.rs), for a WASI command (the stdlib runtime):
 #   cold      `python -c DRIVER`: builds the driver and runs one cell at once.
@@ -24,6 +27,8 @@
 # source in `__main__`: the host prefixes DRIVER with `_omcp_mode = "run"` (cold) or with
 # `_omcp_mode = "snapshot"` and `_omcp_warm = WARM` (the report is the same, and the turn
 # returns instead of exiting); a snapshot's runs are each one `turn("_omcp_run()")`.
+# Sessions enter `session` instead of `run` (through its own tp_call, or with
+# `turn("__import__('sys')._omcp_session()")`), and it returns after the envelope.
 #
 # Figures: when matplotlib's pyplot is loaded, the figures a cell leaves open (and those
 # it shows with `plt.show()`, which the runtime points at `show` below) are rendered to
@@ -60,6 +65,13 @@ def _omcp_driver():
     ONLY_AST = _ast.PyCF_ONLY_AST
     modules = sys.modules
     from _io import FileIO, TextIOWrapper
+
+    # The workspace is the working directory, as in a notebook: relative paths are files
+    # the client can send and fetch.
+    try:
+        os.chdir("/workspace")
+    except OSError:
+        pass
 
     # A reactor starts its interpreter with buffered streams (there is no `-u` to pass):
     # make them write through as `-u` does (a raw FileIO under a write-through text layer),
@@ -226,21 +238,35 @@ def _omcp_driver():
         # an envelope as "no result could be reported".
         _exit(125)
 
+    def session():
+        # A session's turn: the same cell, but the interpreter carries on afterwards.
+        # If reporting breaks, exiting makes the host roll the session back to its state
+        # before this turn.
+        try:
+            if cell():
+                return
+        except BaseException:
+            pass
+        _exit(125)
+
     def cell():
         (magic, marker_hex, code_len, max_result, max_images, max_pixels,
-         max_image_bytes) = take(HEADER_LEN).split()
-        if magic != b"omcp3":
+         max_image_bytes, kind) = take(HEADER_LEN).split()
+        if magic != b"omcp4":
             raise SystemExit("omcp driver: unexpected protocol header")
         marker = bytes.fromhex(marker_hex.decode())
         max_result = int(max_result)
         code = take(int(code_len)).decode("utf-8")
-        for name in ("_omcp_run", "_omcp_driver", "_omcp_prepare", "_omcp_mode", "_omcp_warm"):
-            scope.pop(name, None)
+        if kind != b"next":
+            for name in ("_omcp_run", "_omcp_driver", "_omcp_prepare", "_omcp_mode",
+                         "_omcp_warm"):
+                scope.pop(name, None)
+            if hooks["refresh"] is not None:
+                hooks["refresh"]()
         figures["max_images"] = int(max_images)
         figures["max_pixels"] = int(max_pixels)
         figures["budget"] = int(max_image_bytes)
-        if hooks["refresh"] is not None:
-            hooks["refresh"]()
+        figures["images"], figures["omitted"] = [], []
 
         truncated = False
 
@@ -376,14 +402,16 @@ def _omcp_driver():
         view = memoryview(payload)
         while view:
             view = view[write(1, view):]
-        _exit(0)
+        if kind == b"run":
+            _exit(0)
+        return True
 
     def warm():
         # The first compile() of a kind is expensive: pay it in the snapshot.
         tree, _ = split_cell("x = [i * 2 for i in range(3)]\nx")
         exec(compile(tree, "<warm>", "exec"), {})
 
-    return run, warm, show, hooks
+    return run, session, warm, show, hooks
 
 
 def _omcp_prepare(warm_code, leave):
@@ -392,8 +420,9 @@ def _omcp_prepare(warm_code, leave):
     import sys
     import traceback
 
-    run, warm, show, hooks = _omcp_driver()
+    run, session, warm, show, hooks = _omcp_driver()
     sys.modules["__main__"].__dict__["_omcp_run"] = run
+    sys._omcp_session = session
     # The runtime's imports, so every run starts with them warm (see src/sandbox/runtime/).
     namespace = {"show": show}
     exec(warm_code, namespace)
@@ -413,8 +442,9 @@ def _omcp_prepare(warm_code, leave):
     # and last words and the index are reported so the host can check that layout.
     rng = random._inst
     state = rng.getstate()[1]
-    report = "omcp-snapshot %d %d %d %d %d %d %d\n" % (
-        id(run), id(type(run)), id(()), id(rng), state[0], state[623], state[624])
+    report = "omcp-snapshot %d %d %d %d %d %d %d %d\n" % (
+        id(run), id(type(run)), id(()), id(rng), state[0], state[623], state[624],
+        id(session))
     os.write(1, report.encode())
     if leave:
         os._exit(0)

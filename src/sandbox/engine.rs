@@ -39,10 +39,27 @@ const KEEP_RESIDENT: usize = 4 << 20;
 /// makes new ones, so without this the cache grows by ~120 MB per upgrade, forever.
 pub const CACHE_UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
+/// How an engine's instances get their memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// Pristine runs: a pool of slots reset to the snapshot image after every run.
+    Pooled,
+    /// Sessions: each instance maps its own memory and keeps it for as long as the session
+    /// does. The pool's reset would undo the pages a session maps over its memory (see
+    /// `overlay`), and a session would hold a pool slot while idle.
+    OnDemand,
+}
+
 /// The engine configuration; `metered` adds fuel. Fuel and epochs both change generated
 /// code, so they are part of the compiled-module cache key (via
-/// `precompile_compatibility_hash`), and a sandbox keeps one engine of each kind.
-pub fn new_engine(limits: &Limits, metered: bool, profile: &EngineProfile) -> Result<Engine> {
+/// `precompile_compatibility_hash`), and a sandbox keeps one engine of each kind. The
+/// allocation does not change the code: both kinds load the same compiled artifacts.
+pub fn new_engine(
+    limits: &Limits,
+    metered: bool,
+    profile: &EngineProfile,
+    allocation: Allocation,
+) -> Result<Engine> {
     let mut config = Config::new();
     // Instances come from a pool of pre-reserved slots whose memories are reset to the
     // module's copy-on-write image after each run, instead of being mapped and populated
@@ -72,7 +89,10 @@ pub fn new_engine(limits: &Limits, metered: bool, profile: &EngineProfile) -> Re
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(KEEP_RESIDENT)
         .async_stack_keep_resident(2 << 20);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.allocation_strategy(match allocation {
+        Allocation::Pooled => InstanceAllocationStrategy::Pooling(pool),
+        Allocation::OnDemand => InstanceAllocationStrategy::OnDemand,
+    });
     // Fuel bounds instructions independently of how loaded the machine is, but the counting
     // costs ~15-25% on CPU-bound code: only runs that ask for it (or a server started with
     // --fuel) use the metered engine.
@@ -413,7 +433,7 @@ mod tests {
             table_elements: 1 << 10,
             max_instance_size: 1 << 20,
         };
-        let engine = new_engine(&Limits::default(), false, &profile).unwrap();
+        let engine = new_engine(&Limits::default(), false, &profile, Allocation::Pooled).unwrap();
         let module = Module::new(&engine, three_functions()).unwrap();
         let mut store = wasmtime::Store::new(&engine, ());
         let instance = wasmtime::Instance::new_async(&mut store, &module, &[])

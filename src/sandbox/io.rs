@@ -7,9 +7,10 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use tokio::io::AsyncRead;
 use tokio::io::AsyncWrite;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 pub use crate::outcome::{Captured, Channel};
 
@@ -33,6 +34,11 @@ impl Capture {
             capture: self.clone(),
             channel,
         }
+    }
+
+    /// Start over for a new turn of a session (whose store keeps these streams).
+    pub fn reset(&self, marker: Vec<u8>, budget: usize, envelope_cap: usize) {
+        *self.lock() = Captured::new(marker, budget, envelope_cap);
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Captured> {
@@ -118,6 +124,73 @@ impl AsyncWrite for AsyncOutput {
         self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The guest's stdin: bytes the host puts in, read in order, then end of file. A session's
+/// store keeps one for its life and the host refills it for every turn.
+#[derive(Debug, Clone, Default)]
+pub struct Feed(Arc<Mutex<Bytes>>);
+
+impl Feed {
+    pub fn new(bytes: Vec<u8>) -> Feed {
+        Feed(Arc::new(Mutex::new(Bytes::from(bytes))))
+    }
+
+    /// Replace whatever is left unread with `bytes`.
+    pub fn refill(&self, bytes: Vec<u8>) {
+        *self.lock() = Bytes::from(bytes);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Bytes> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl InputStream for Feed {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        let mut buffer = self.lock();
+        if buffer.is_empty() {
+            return Err(StreamError::Closed);
+        }
+        let size = size.min(buffer.len());
+        Ok(buffer.split_to(size))
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for Feed {
+    async fn ready(&mut self) {}
+}
+
+impl IsTerminal for Feed {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdinStream for Feed {
+    fn p2_stream(&self) -> Box<dyn InputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncRead + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncRead for Feed {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let mut buffer = self.lock();
+        let size = buf.remaining().min(buffer.len());
+        buf.put_slice(&buffer.split_to(size));
         std::task::Poll::Ready(Ok(()))
     }
 }

@@ -13,10 +13,12 @@
 
 mod engine;
 mod io;
+mod overlay;
 mod quota;
 mod run;
 mod runtime;
 mod seed;
+mod session;
 mod snapshot;
 
 use std::path::PathBuf;
@@ -31,10 +33,12 @@ use wasmtime::{InstancePre, Linker};
 
 pub use crate::outcome::{Image, Outcome, Stop};
 pub use engine::{ModuleSource, WASMTIME_VERSION, default_cache_dir};
-pub use run::Job;
+pub use run::{Job, Scratch, TMP, WORKSPACE};
 pub use runtime::{Entry as RuntimeEntry, NAMES as RUNTIME_NAMES};
+pub use session::{SessionCore, SessionStats, TurnError};
 
 use crate::limits::{LimitError, LimitRequest, Limits, RunLimits};
+use crate::workspace::{FileError, FileIn, WorkspaceLimits, check_path};
 use run::{Entry, GuestState, Hosting};
 use runtime::Runtime;
 
@@ -110,6 +114,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Limit(#[from] LimitError),
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -130,6 +136,18 @@ struct Loaded {
     hosting: Hosting,
     plain: Flavor,
     metered: Flavor,
+    /// The same two flavors on engines whose instances keep their own memory: sessions'
+    /// (`None`: this runtime has no sessions here, see `load_sessions`).
+    sessions: Option<SessionFlavors>,
+    /// What a suspended session of this runtime must have been made against: the snapshot
+    /// (runtime, driver, warm-up, format) and this wasmtime.
+    session_key: String,
+}
+
+struct SessionFlavors {
+    plain: Flavor,
+    metered: Flavor,
+    point: snapshot::EntryPoint,
 }
 
 pub struct Sandbox {
@@ -280,7 +298,18 @@ impl Sandbox {
             limits,
             runtime,
             seed,
+            files: Vec::new(),
+            files_out_bytes: self.limits.max_files_out_kb.saturating_mul(1024),
+            workspace: self.limits.workspace(),
         })
+    }
+
+    /// Give a job files to put in its workspace, after checking every one (path, encoding,
+    /// size, and all of them against the workspace's bounds): a bad one refuses them all.
+    pub fn with_files(&self, mut job: Job, files: Vec<FileIn>) -> Result<Job, RunError> {
+        check_files(&files, &job.workspace)?;
+        job.files = files;
+        Ok(job)
     }
 
     /// The name of the runtime a job runs in.
@@ -339,6 +368,37 @@ impl Sandbox {
     }
 }
 
+/// Check files sent in with a request against the workspace's bounds, touching nothing.
+pub fn check_files(files: &[FileIn], bounds: &WorkspaceLimits) -> Result<(), FileError> {
+    if files.len() > bounds.max_files {
+        return Err(FileError::Full(format!(
+            "{} files sent, more than the {} a workspace may hold",
+            files.len(),
+            bounds.max_files
+        )));
+    }
+    let mut total = 0u64;
+    for file in files {
+        check_path(&file.path)?;
+        let size = file.decode()?.len() as u64;
+        if size > bounds.max_upload_bytes {
+            return Err(FileError::TooLarge {
+                path: file.path.chars().take(100).collect(),
+                size,
+                max: bounds.max_upload_bytes,
+            });
+        }
+        total += size;
+    }
+    if total > bounds.max_bytes {
+        return Err(FileError::Full(format!(
+            "the files sent hold {total} bytes, more than the {} bytes a workspace may hold",
+            bounds.max_bytes
+        )));
+    }
+    Ok(())
+}
+
 /// A place in the queue, given back on drop, so a caller that disconnects while waiting
 /// does not leave a phantom entry behind.
 struct QueueSpot<'a> {
@@ -368,6 +428,25 @@ fn load_runtime(runtime: &Runtime, options: &SandboxOptions) -> wasmtime::Result
     let mut built: Option<(Vec<u8>, snapshot::EntryPoint)> = None;
     let (plain, plain_source) = load_flavor(runtime, &hosting, options, false, &mut built)?;
     let (metered, metered_source) = load_flavor(runtime, &hosting, options, true, &mut built)?;
+    let sessions = match (plain.entry, metered.entry) {
+        (Entry::Snapshot(point), Entry::Snapshot(_)) => {
+            match load_sessions(runtime, &hosting, options, point, &built) {
+                Ok(flavors) => Some(flavors),
+                Err(err) => {
+                    tracing::warn!("no sessions on the {:?} runtime: {err:#}", runtime.name);
+                    None
+                }
+            }
+        }
+        _ => {
+            tracing::warn!(
+                "no sessions on the {:?} runtime: they need its snapshot",
+                runtime.name
+            );
+            None
+        }
+    };
+    drop(built);
     let snapshot = |flavor: &Flavor| matches!(flavor.entry, Entry::Snapshot(_));
     let info = RuntimeInfo {
         name: runtime.name,
@@ -399,7 +478,93 @@ fn load_runtime(runtime: &Runtime, options: &SandboxOptions) -> wasmtime::Result
         hosting,
         plain,
         metered,
+        sessions,
+        session_key: format!(
+            "{}-{}-wasmtime{WASMTIME_VERSION}",
+            env!("CARGO_PKG_VERSION"),
+            snapshot_key(runtime)
+        ),
     })
+}
+
+/// The key of a runtime's snapshot: the exact runtime, the driver, the warm-up code and how
+/// the host builds it (engine settings are in the artifact's file name too).
+fn snapshot_key(runtime: &Runtime) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!(
+        "{}\n{}\n{}\n{}",
+        runtime.sha256,
+        snapshot::FORMAT,
+        run::DRIVER,
+        runtime.warm
+    )))
+}
+
+/// A linker with everything a runtime's guest imports: WASI (with the workspace quota's
+/// wrappers) and `host.call`.
+fn linker_for(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<GuestState>> {
+    use wasmtime::error::Context as _;
+    let mut linker: Linker<GuestState> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, GuestState::wasi)
+        .context("failed to link WASI")?;
+    // The scientific build's door to host tools (`host.call`); this host binds none, which
+    // the guest sees as ConnectionRefusedError.
+    linker
+        .func_wrap("host", "call", |_: i32, _: i32, _: i32, _: i32| -> i32 {
+            -1
+        })
+        .context("failed to link host.call")?;
+    quota::add_to_linker(&mut linker).context("failed to link the workspace quota")?;
+    Ok(linker)
+}
+
+/// Sessions' engines load the snapshot artifacts the pooled engines just loaded (the
+/// allocation strategy does not change the compiled code); they compile only if the snapshot
+/// was built in memory this start without a cache to share it through.
+fn load_sessions(
+    runtime: &Runtime,
+    hosting: &Hosting,
+    options: &SandboxOptions,
+    point: snapshot::EntryPoint,
+    built: &Option<(Vec<u8>, snapshot::EntryPoint)>,
+) -> wasmtime::Result<SessionFlavors> {
+    overlay::available().map_err(|e| wasmtime::format_err!("{e}"))?;
+    if !session::supported(&runtime.wasm)? {
+        wasmtime::bail!("python.wasm has mutable globals besides its stack pointer");
+    }
+    let flavor = |metered: bool| -> wasmtime::Result<Flavor> {
+        let engine = engine::new_engine(
+            &options.limits,
+            metered,
+            &runtime.engine,
+            engine::Allocation::OnDemand,
+        )?;
+        let linker = linker_for(&engine)?;
+        engine::spawn_epoch_ticker(engine.clone());
+        let name = engine::cache_file_name(&engine, "snapshot", &snapshot_key(runtime));
+        let (module, _, source) =
+            engine::load_cached(&engine, options.cache_dir.as_deref(), &name, || {
+                let (bytes, point) = built.as_ref().ok_or_else(|| {
+                    wasmtime::format_err!("the snapshot {name} is not in the cache")
+                })?;
+                Ok((
+                    wasmtime::Module::new(&engine, bytes)?,
+                    serde_json::to_vec(point)?,
+                ))
+            })?;
+        tracing::debug!(runtime = runtime.name, metered, module = ?source, "session engine ready");
+        Ok(Flavor {
+            pre: linker.instantiate_pre(&module)?,
+            entry: Entry::Snapshot(point),
+        })
+    };
+    let flavors = SessionFlavors {
+        plain: flavor(false)?,
+        metered: flavor(true)?,
+        point,
+    };
+    on_fresh_runtime(|| session::self_test(&flavors, hosting, &options.limits))?;
+    Ok(flavors)
 }
 
 /// One engine (`metered`: with fuel) and its way in: the snapshot if asked for and it passes
@@ -412,20 +577,13 @@ fn load_flavor(
     built: &mut Option<(Vec<u8>, snapshot::EntryPoint)>,
 ) -> wasmtime::Result<(Flavor, ModuleSource)> {
     use wasmtime::error::Context as _;
-    let engine = engine::new_engine(&options.limits, metered, &runtime.engine)?;
-    let mut linker: Linker<GuestState> = Linker::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, GuestState::wasi)
-        .context("failed to link WASI")?;
-    // The scientific build's door to host tools (`host.call`); this host binds none, which
-    // the guest sees as ConnectionRefusedError.
-    linker
-        .func_wrap("host", "call", |_: i32, _: i32, _: i32, _: i32| -> i32 {
-            -1
-        })
-        .context("failed to link host.call")?;
-    if runtime.scratch.is_some() {
-        quota::add_to_linker(&mut linker).context("failed to link the scratch quota")?;
-    }
+    let engine = engine::new_engine(
+        &options.limits,
+        metered,
+        &runtime.engine,
+        engine::Allocation::Pooled,
+    )?;
+    let linker = linker_for(&engine)?;
     engine::spawn_epoch_ticker(engine.clone());
     let kind = if metered { "metered" } else { "plain" };
     if options.snapshot {
@@ -475,17 +633,7 @@ fn prepare_snapshot(
     metered: bool,
     built: &mut Option<(Vec<u8>, snapshot::EntryPoint)>,
 ) -> wasmtime::Result<(InstancePre<GuestState>, snapshot::EntryPoint, ModuleSource)> {
-    use sha2::{Digest, Sha256};
-    // The snapshot depends on the exact runtime, the driver, the warm-up code and how the
-    // host builds it (engine settings are in the file name too).
-    let key = hex::encode(Sha256::digest(format!(
-        "{}\n{}\n{}\n{}",
-        runtime.sha256,
-        snapshot::FORMAT,
-        run::DRIVER,
-        runtime.warm
-    )));
-    let name = engine::cache_file_name(engine, "snapshot", &key);
+    let name = engine::cache_file_name(engine, "snapshot", &snapshot_key(runtime));
     let (module, meta, source) =
         engine::load_cached(engine, options.cache_dir.as_deref(), &name, || {
             if built.is_none() {
@@ -554,6 +702,9 @@ async fn self_test(
             limits,
             runtime: 0,
             seed: None,
+            files: Vec::new(),
+            files_out_bytes: 0,
+            workspace: crate::limits::Limits::default().workspace(),
         };
         async move { run::run(pre, Entry::Snapshot(point), hosting, &job).await }
     };

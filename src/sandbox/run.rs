@@ -12,15 +12,16 @@ use std::time::Instant;
 use wasmtime::error::Context;
 use wasmtime::{Instance, InstancePre, ResourceLimiter, Result, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-pub use super::io::{Capture, Channel};
+pub use super::io::{Capture, Channel, Feed};
 use super::quota::Quota;
 use super::runtime::{self, Runtime};
 use super::seed::Seeded;
 use crate::limits::{self as limit, RunLimits};
-use crate::outcome::{Ended, Outcome, Quoted, Stop, assemble};
+pub use crate::outcome::Ended;
+use crate::outcome::{Outcome, Quoted, Stop, assemble};
+use crate::workspace::{FileError, FileIn, Fingerprint, Workspace, WorkspaceLimits};
 
 /// The in-guest driver (see driver.py for its protocol).
 pub const DRIVER: &str = include_str!("driver.py");
@@ -43,16 +44,21 @@ pub enum Entry {
     Snapshot(super::snapshot::EntryPoint),
 }
 
+/// Where the guest sees its run's (or session's) two writable directories: the workspace,
+/// its working directory, whose files clients send and fetch; and a temporary directory.
+pub const WORKSPACE: &str = "/workspace";
+pub const TMP: &str = "/tmp";
+
 /// What every run of one runtime is given besides the job: argv, environment and
-/// directories. Built once per runtime; a run adds only its own scratch directory.
+/// directories. Built once per runtime; a run adds only its own writable directories.
 #[derive(Debug, Clone)]
 pub struct Hosting {
     pub entry: runtime::Entry,
     pub argv: Vec<String>,
     pub env: Vec<(&'static str, &'static str)>,
     pub grants: Vec<runtime::Grant>,
-    /// Guest path of the run's own writable directory, and where those are made on the host.
-    pub scratch: Option<(&'static str, PathBuf)>,
+    /// Where runs' own directories are made on the host (`None`: runs get none).
+    pub scratch: Option<PathBuf>,
 }
 
 impl Hosting {
@@ -64,21 +70,19 @@ impl Hosting {
         if runtime.entry == runtime::Entry::Command {
             argv.extend(COMMAND_FLAGS.iter().map(|s| s.to_string()));
         }
-        let scratch = runtime.scratch.and_then(|guest| {
-            let base = scratch_base.map_or_else(std::env::temp_dir, Path::to_path_buf);
-            let root = base.join(format!("omcp-scratch-{}", std::process::id()));
-            match std::fs::create_dir_all(&root) {
-                Ok(()) => Some((guest, root)),
-                Err(err) => {
-                    tracing::warn!(
-                        "runs of {:?} get no writable {guest}: cannot create {root:?} ({err}); \
-                         pass --scratch-dir DIR, or mount a tmpfs on /tmp",
-                        runtime.name
-                    );
-                    None
-                }
+        let base = scratch_base.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        let root = base.join(format!("omcp-scratch-{}", std::process::id()));
+        let scratch = match std::fs::create_dir_all(&root) {
+            Ok(()) => Some(root),
+            Err(err) => {
+                tracing::warn!(
+                    "runs of {:?} get no writable {WORKSPACE} or {TMP}: cannot create \
+                     {root:?} ({err}); pass --scratch-dir DIR, or mount a tmpfs on /tmp",
+                    runtime.name
+                );
+                None
             }
-        });
+        };
         Hosting {
             entry: runtime.entry,
             argv,
@@ -104,30 +108,78 @@ fn py_str(text: &str) -> String {
     serde_json::to_string(text).expect("a string always serializes")
 }
 
-/// A run's writable directory on the host, removed with everything in it when dropped.
-pub struct Scratch(PathBuf);
+/// A run's (or a session's) writable directories on the host: `workspace/` and `tmp/` in
+/// one directory. A run's is removed with everything in it when dropped; a session's
+/// belongs to the session and stays.
+pub struct Scratch {
+    path: PathBuf,
+    owned: bool,
+}
 
 impl Scratch {
+    /// A new directory with a random name under `root`, removed on drop.
     pub fn new(root: &Path) -> Result<Scratch> {
-        use std::os::unix::fs::DirBuilderExt;
         std::fs::create_dir_all(root)
             .with_context(|| format!("failed to create the scratch root {root:?}"))?;
         let mut name = [0u8; 16];
         getrandom::fill(&mut name).context("no randomness for a scratch directory name")?;
-        let path = root.join(hex::encode(name));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .with_context(|| format!("failed to create the scratch directory {path:?}"))?;
-        Ok(Scratch(path))
+        let scratch = Scratch {
+            path: root.join(hex::encode(name)),
+            owned: true,
+        };
+        create_private_dir(&scratch.path)?;
+        create_private_dir(&scratch.workspace())?;
+        create_private_dir(&scratch.tmp())?;
+        Ok(scratch)
     }
+
+    /// A session's directory (made if missing), left in place on drop.
+    pub fn at(path: &Path) -> Result<Scratch> {
+        let scratch = Scratch {
+            path: path.to_path_buf(),
+            owned: false,
+        };
+        for dir in [scratch.path.clone(), scratch.workspace(), scratch.tmp()] {
+            if !dir.is_dir() {
+                create_private_dir(&dir)?;
+            }
+        }
+        Ok(scratch)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The host side of the guest's `/workspace`.
+    pub fn workspace(&self) -> PathBuf {
+        self.path.join("workspace")
+    }
+
+    /// The host side of the guest's `/tmp`.
+    pub fn tmp(&self) -> PathBuf {
+        self.path.join("tmp")
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("failed to create the directory {path:?}"))
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
         // std's remove_dir_all does not follow symlinks the guest may have made.
-        if let Err(err) = std::fs::remove_dir_all(&self.0) {
-            tracing::warn!("could not remove the scratch directory {:?}: {err}", self.0);
+        if self.owned
+            && let Err(err) = std::fs::remove_dir_all(&self.path)
+        {
+            tracing::warn!(
+                "could not remove the scratch directory {:?}: {err}",
+                self.path
+            );
         }
     }
 }
@@ -143,6 +195,19 @@ pub struct GuestState {
 impl GuestState {
     pub fn wasi(&mut self) -> &mut WasiP1Ctx {
         &mut self.wasi
+    }
+
+    /// Set up a session's next turn: its memory cap, and what it may still write.
+    pub fn prepare_turn(&mut self, memory_mb: u64, writable_bytes: u64) {
+        self.limiter.max_bytes =
+            usize::try_from(memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        self.limiter.refused = false;
+        self.quota = Quota::new(writable_bytes);
+    }
+
+    /// Whether the memory cap refused a growth since the last `prepare_turn`.
+    pub fn memory_refused(&self) -> bool {
+        self.limiter.refused
     }
 }
 
@@ -189,14 +254,20 @@ pub struct Job {
     pub runtime: usize,
     /// Makes the run deterministic: its random source and clocks come from this seed.
     pub seed: Option<u64>,
+    /// Files to put in the workspace first (checked by `Sandbox::check_files`).
+    pub files: Vec<FileIn>,
+    /// Bytes of file content a stateless run returns (0: none listed).
+    pub files_out_bytes: u64,
+    /// The workspace's bounds.
+    pub workspace: WorkspaceLimits,
 }
 
 /// What one store is given besides its runtime's [`Hosting`].
 pub struct Guest<'a> {
-    /// The run's own writable directory (for a runtime that has one).
+    /// The run's own writable directories.
     pub scratch: Option<&'a Scratch>,
     /// All of stdin: the driver's header, the code, the caller's stdin.
-    pub input: Vec<u8>,
+    pub stdin: Feed,
     pub capture: &'a Capture,
     pub memory_mb: u64,
     /// Bytes the guest may write to its scratch directory (see `quota`).
@@ -216,7 +287,7 @@ pub fn new_store(
 ) -> Result<Store<GuestState>> {
     let Guest {
         scratch,
-        input,
+        stdin,
         capture,
         memory_mb,
         scratch_bytes,
@@ -231,19 +302,23 @@ pub fn new_store(
     builder
         .args(&hosting.argv)
         .envs(&hosting.env)
-        .stdin(MemoryInputPipe::new(input))
+        .stdin(stdin)
         .stdout(capture.stream(Channel::Stdout))
         .stderr(capture.stream(Channel::Stderr));
-    // The order is the descriptor numbering a snapshot has recorded: grants, then scratch.
+    // The order is the descriptor numbering a snapshot has recorded: grants, then /tmp,
+    // then /workspace. wasmtime-wasi opens each with cap-std, which keeps every path the
+    // guest uses (`..`, symlinks) inside it.
     for grant in &hosting.grants {
         builder
             .preopened_dir(&grant.host, grant.guest, FsPerms::ReadOnly)
             .with_context(|| format!("failed to grant {:?} to the guest", grant.host))?;
     }
-    if let (Some((guest, _)), Some(scratch)) = (&hosting.scratch, scratch) {
-        builder
-            .preopened_dir(&scratch.0, guest, FsPerms::ReadWrite)
-            .with_context(|| format!("failed to grant {:?} to the guest", scratch.0))?;
+    if let Some(scratch) = scratch {
+        for (host, guest) in [(scratch.tmp(), TMP), (scratch.workspace(), WORKSPACE)] {
+            builder
+                .preopened_dir(&host, guest, FsPerms::ReadWrite)
+                .with_context(|| format!("failed to grant {host:?} to the guest"))?;
+        }
     }
     if let Some(seeded) = seeded {
         seeded.configure(&mut builder);
@@ -307,34 +382,33 @@ pub async fn run(
     // vendor/README.md); counted process-wide, so only meaningful one run at a time.
     let faults_before = tracing::enabled!(tracing::Level::DEBUG).then(minor_faults);
 
-    let mut marker = vec![0u8; 16];
-    getrandom::fill(&mut marker).context("failed to get randomness for the envelope marker")?;
-    let header = header(&marker, job.code.len(), limits.max_output_bytes.max(1024));
+    let cell = CellInput::new(job, CellKind::Run)?;
     let seeded = job.seed.map(Seeded::new);
-    let mut input = Vec::with_capacity(header.len() + job.code.len() + job.stdin.len());
-    input.extend_from_slice(header.as_bytes());
-    input.extend_from_slice(job.code.as_bytes());
-    input.extend_from_slice(&job.stdin);
-
-    // The envelope holds up to three fields the driver clips to `max_result` characters
-    // (result, repr, error); JSON escaping can grow text up to 6x. Images come base64
-    // (4/3 of their bytes), and each omitted one with a short reason.
-    let envelope_cap = 64 * 1024
-        + 18 * limits.max_output_bytes.max(1024)
-        + limit::MAX_IMAGE_BYTES / 3 * 4
-        + 1024 * limit::MAX_IMAGES;
-    let capture = Capture::new(marker, limits.max_output_bytes, envelope_cap);
+    let capture = Capture::new(cell.marker, limits.max_output_bytes, cell.envelope_cap);
 
     let scratch = match &hosting.scratch {
-        Some((_, root)) => Some(Scratch::new(root)?),
+        Some(root) => Some(Scratch::new(root)?),
         None => None,
+    };
+    let workspace = match &scratch {
+        Some(scratch) => Some(Workspace::open(&scratch.workspace()).map_err(file_error)?),
+        None => None,
+    };
+    let before = match &workspace {
+        Some(workspace) if !job.files.is_empty() => {
+            workspace
+                .write_all(&job.files, &job.workspace)
+                .map_err(file_error)?;
+            workspace.fingerprint().map_err(file_error)?
+        }
+        _ => Fingerprint::default(),
     };
     let mut store = new_store(
         pre.module().engine(),
         hosting,
         Guest {
             scratch: scratch.as_ref(),
-            input,
+            stdin: Feed::new(cell.input),
             capture: &capture,
             memory_mb: limits.memory_mb,
             scratch_bytes: limits.scratch_bytes,
@@ -371,6 +445,13 @@ pub async fn run(
     let memory_refused = store.data().limiter.refused;
     let called = started.elapsed();
     drop(store);
+    let files = match &workspace {
+        Some(workspace) if job.files_out_bytes > 0 => workspace
+            .changes(&before, job.files_out_bytes)
+            .map_err(file_error)?,
+        _ => Vec::new(),
+    };
+    drop(workspace);
     drop(scratch);
     tracing::debug!(
         called_us = called.as_micros() as u64,
@@ -383,16 +464,90 @@ pub async fn run(
         Ok(Ok(())) => Ended::Exited(0),
         Ok(Err(err)) => classify_error(&err, memory_refused),
     };
+    let mut outcome = conclude(&capture, ended, memory_refused, &limits);
+    outcome.duration = started.elapsed();
+    outcome.fuel_used = fuel_used;
+    outcome.files = files;
+    Ok(outcome)
+}
+
+fn file_error(err: FileError) -> wasmtime::Error {
+    wasmtime::format_err!("workspace: {err}")
+}
+
+/// The outcome of a cell from what it wrote and how it ended.
+pub fn conclude(
+    capture: &Capture,
+    ended: Ended,
+    memory_refused: bool,
+    limits: &RunLimits,
+) -> Outcome {
     let quoted = Quoted {
         timeout_ms: limits.timeout.as_millis(),
         fuel: limits.fuel.unwrap_or(0),
         memory_mb: limits.memory_mb,
         max_output_bytes: limits.max_output_bytes,
     };
-    let mut outcome = assemble(&capture.lock(), ended, memory_refused, quoted);
-    outcome.duration = started.elapsed();
-    outcome.fuel_used = fuel_used;
-    Ok(outcome)
+    assemble(&capture.lock(), ended, memory_refused, quoted)
+}
+
+/// What the driver does with a cell (the header's last word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    /// A pristine run: report, then exit without finalising.
+    Run,
+    /// A session's first turn: fresh state for the runtime's own generators, then return.
+    First,
+    /// A later turn of a session: everything carries on; return.
+    Next,
+}
+
+impl CellKind {
+    fn word(self) -> &'static str {
+        match self {
+            CellKind::Run => "run",
+            CellKind::First => "first",
+            CellKind::Next => "next",
+        }
+    }
+}
+
+/// The driver's stdin for one cell, the marker its envelope starts with, and how large
+/// that envelope may be.
+pub struct CellInput {
+    pub marker: Vec<u8>,
+    pub input: Vec<u8>,
+    pub envelope_cap: usize,
+}
+
+impl CellInput {
+    pub fn new(job: &Job, kind: CellKind) -> Result<CellInput> {
+        let limits = job.limits;
+        let mut marker = vec![0u8; 16];
+        getrandom::fill(&mut marker).context("failed to get randomness for the envelope marker")?;
+        let header = header(
+            &marker,
+            job.code.len(),
+            limits.max_output_bytes.max(1024),
+            kind,
+        );
+        let mut input = Vec::with_capacity(header.len() + job.code.len() + job.stdin.len());
+        input.extend_from_slice(header.as_bytes());
+        input.extend_from_slice(job.code.as_bytes());
+        input.extend_from_slice(&job.stdin);
+        // The envelope holds up to three fields the driver clips to `max_result` characters
+        // (result, repr, error); JSON escaping can grow text up to 6x. Images come base64
+        // (4/3 of their bytes), and each omitted one with a short reason.
+        let envelope_cap = 64 * 1024
+            + 18 * limits.max_output_bytes.max(1024)
+            + limit::MAX_IMAGE_BYTES / 3 * 4
+            + 1024 * limit::MAX_IMAGES;
+        Ok(CellInput {
+            marker,
+            input,
+            envelope_cap,
+        })
+    }
 }
 
 /// Minor page faults of this process so far (0 where /proc is unavailable).
@@ -408,18 +563,19 @@ fn minor_faults() -> u64 {
 
 /// The driver's protocol header: fixed length, so the driver reads it with one `os.read`
 /// and not a byte of the code or the caller's stdin after it.
-fn header(marker: &[u8], code_len: usize, max_result: usize) -> String {
+fn header(marker: &[u8], code_len: usize, max_result: usize, kind: CellKind) -> String {
     let fields = format!(
-        "omcp3 {} {code_len} {max_result} {} {} {}",
+        "omcp4 {} {code_len} {max_result} {} {} {} {}",
         hex::encode(marker),
         limit::MAX_IMAGES,
         limit::MAX_IMAGE_PIXELS,
-        limit::MAX_IMAGE_BYTES
+        limit::MAX_IMAGE_BYTES,
+        kind.word()
     );
     format!("{fields:<width$}\n", width = HEADER_LEN - 1)
 }
 
-fn classify_error(err: &wasmtime::Error, memory_refused: bool) -> Ended {
+pub fn classify_error(err: &wasmtime::Error, memory_refused: bool) -> Ended {
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
         return Ended::Exited(exit.0);
     }
@@ -450,16 +606,17 @@ mod tests {
     #[test]
     fn header_has_the_length_the_driver_reads() {
         assert!(DRIVER.contains(&format!("HEADER_LEN = {HEADER_LEN}\n")));
-        let widest = header(&[0xff; 16], usize::MAX, usize::MAX);
+        let widest = header(&[0xff; 16], usize::MAX, usize::MAX, CellKind::First);
         assert_eq!(widest.len(), HEADER_LEN);
         assert!(widest.ends_with('\n'));
-        let small = header(&[0; 16], 0, 1024);
+        let small = header(&[0; 16], 0, 1024, CellKind::Run);
         assert_eq!(small.len(), HEADER_LEN);
         let fields: Vec<&str> = small.split_whitespace().collect();
         assert_eq!(
             fields[..4],
-            ["omcp3", "00000000000000000000000000000000", "0", "1024"]
+            ["omcp4", "00000000000000000000000000000000", "0", "1024"]
         );
-        assert_eq!(fields.len(), 7);
+        assert_eq!(fields.len(), 8);
+        assert_eq!(fields[7], "run");
     }
 }

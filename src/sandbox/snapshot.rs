@@ -34,16 +34,23 @@ use wasmtime::{Engine, Instance, Linker, Module, Result, Store, Val, bail, forma
 use wasmtime_wasi::I32Exit;
 use wasmtime_wizer::{WasmtimeWizer, Wizer};
 
-use super::run::{Capture, Guest, GuestState, Hosting, Scratch, new_store, reactor_turn};
+use super::run::{Capture, Feed, Guest, GuestState, Hosting, Scratch, new_store, reactor_turn};
 use super::runtime::{Entry, Runtime};
 use super::seed::{SNAPSHOT_SEED, Seeded};
 
 /// Version of how [`build`] makes a snapshot (part of its cache key): bump it with any
 /// change here that changes the module it writes.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// What a reactor snapshot's run passes to `turn`.
 const RUN_TURN: &str = "_omcp_run()";
+/// What a reactor session's turn passes to `turn`: an expression, so it binds no name in
+/// the session's `__main__`.
+const SESSION_TURN: &str = "__import__('sys')._omcp_session()";
+
+/// Bytes of a command snapshot's shadow stack, just below its top, that hold the frames
+/// `_start` left when the snapshot was taken (see [`EntryPoint::restore_stack`]).
+pub const KEPT_STACK: usize = 256 << 10;
 
 /// Name under which the snapshot module exports its function table.
 const TABLE_EXPORT: &str = "omcp_table";
@@ -68,6 +75,10 @@ pub struct EntryPoint {
     pub args: u32,
     /// Address of `random._inst` (a `RandomObject`).
     pub rng: u32,
+    /// The driver's `session` function (entered like `callable`).
+    pub session: u32,
+    /// Top of the shadow stack (the stack pointer every call starts from).
+    pub stack_top: u32,
 }
 
 impl EntryPoint {
@@ -99,6 +110,89 @@ impl EntryPoint {
         let mut result = [Val::I32(0)];
         func.call_async(&mut *store, &args, &mut result).await?;
         bail!("the driver returned instead of exiting")
+    }
+
+    /// Run one turn of a session in `instance`: like [`Self::call`], but the driver's
+    /// `session` returns after its envelope (an error here means the turn broke the
+    /// interpreter's control flow: a trap, a limit, an exit). `first`: give `random` its
+    /// fresh state (later turns keep what earlier ones made of it).
+    pub async fn call_session(
+        &self,
+        store: &mut Store<GuestState>,
+        instance: &Instance,
+        first: bool,
+        seeded: Option<&Seeded>,
+    ) -> Result<()> {
+        if first {
+            self.reseed(store, instance, seeded)?;
+        }
+        if self.entry == Entry::Reactor {
+            return match reactor_turn(store, instance, false, SESSION_TURN).await? {
+                0 => Ok(()),
+                status => bail!("the session turn returned status {status}"),
+            };
+        }
+        let table = instance
+            .get_table(&mut *store, TABLE_EXPORT)
+            .ok_or_else(|| format_err!("snapshot module does not export {TABLE_EXPORT:?}"))?;
+        let func = table
+            .get(&mut *store, u64::from(self.table_index))
+            .and_then(|r| r.as_func().flatten().copied())
+            .ok_or_else(|| format_err!("no function at table index {}", self.table_index))?;
+        let args = [
+            Val::I32(self.session as i32),
+            Val::I32(self.args as i32),
+            Val::I32(0),
+        ];
+        let mut result = [Val::I32(0)];
+        func.call_async(&mut *store, &args, &mut result).await?;
+        if result[0].unwrap_i32() == 0 {
+            bail!("the session turn raised in the driver");
+        }
+        Ok(())
+    }
+
+    /// The span of memory [`Self::restore_stack`] puts back (empty for a reactor).
+    pub fn kept_stack(&self) -> std::ops::Range<usize> {
+        match self.entry {
+            Entry::Reactor => 0..0,
+            Entry::Command => {
+                let top = self.stack_top as usize;
+                top.saturating_sub(KEPT_STACK)..top
+            }
+        }
+    }
+
+    /// A command snapshot was taken inside `_start`, whose frames were abandoned, and
+    /// CPython still points at one of them (the C frame it was evaluating in). Every call
+    /// from the host starts at the top of the stack and overwrites that memory, so before
+    /// each turn of a session it is put back as the snapshot had it (`kept`, read from a
+    /// fresh instance): each turn then enters exactly as a pristine run does.
+    pub fn restore_stack(
+        &self,
+        store: &mut Store<GuestState>,
+        instance: &Instance,
+        kept: &[u8],
+    ) -> Result<()> {
+        let span = self.kept_stack();
+        if span.is_empty() {
+            return Ok(());
+        }
+        let memory = instance
+            .get_memory(&mut *store, "memory")
+            .ok_or_else(|| format_err!("snapshot module exports no memory"))?;
+        let now = memory
+            .data_mut(&mut *store)
+            .get_mut(span)
+            .ok_or_else(|| format_err!("the kept stack is outside linear memory"))?;
+        // Page by page, writing only what differs: untouched pages stay clean (the session
+        // then does not commit them).
+        for (now, kept) in now.chunks_mut(4096).zip(kept.chunks(4096)) {
+            if now != kept {
+                now.copy_from_slice(kept);
+            }
+        }
+        Ok(())
     }
 
     /// Give this run's `random` a fresh state, as `random.seed()` would from os.urandom:
@@ -152,7 +246,7 @@ pub async fn build(
     // The snapshot's scratch directory only lives while it is built; runs get their own
     // at the same guest path (and descriptor number).
     let scratch = match &hosting.scratch {
-        Some((_, root)) => Some(Scratch::new(root)?),
+        Some(root) => Some(Scratch::new(root)?),
         None => None,
     };
     let seeded = Seeded::new(SNAPSHOT_SEED);
@@ -161,7 +255,7 @@ pub async fn build(
         &hosting,
         Guest {
             scratch: scratch.as_ref(),
-            input: Vec::new(),
+            stdin: Feed::default(),
             capture: &capture,
             memory_mb: 4096,
             scratch_bytes: 1 << 30,
@@ -223,6 +317,7 @@ pub async fn build(
         first_word,
         last_word,
         index,
+        session,
     ] = report[..]
     else {
         bail!("bad snapshot report {stdout:?}");
@@ -291,6 +386,11 @@ pub async fn build(
             callable,
             args,
             rng,
+            session,
+            stack_top: match initial_sp {
+                Val::I32(sp) => sp.cast_unsigned(),
+                _ => 0,
+            },
         },
     ))
 }

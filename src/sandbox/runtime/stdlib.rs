@@ -61,7 +61,7 @@ pub fn load(path: &Path) -> Result<Runtime> {
         argv0: "python",
         env: Vec::new(),
         grants: Vec::new(),
-        scratch: None,
+        scratch: Some("/tmp"),
         warm: WARM,
         packages: Vec::new(),
         // The snapshot's memory is 20 MiB.
