@@ -118,6 +118,7 @@ impl SessionCore {
     /// Drop the live instance (its state is all committed): what stays is the overlay.
     pub fn release(&mut self) {
         self.live = None;
+        self.overlay.forget_hot();
     }
 
     /// Write the session's memory (what a restore reads back).
@@ -159,6 +160,11 @@ pub fn supported(wasm: &[u8]) -> wasmtime::Result<bool> {
 }
 
 impl Sandbox {
+    /// The largest linear memory a turn may have.
+    fn max_memory_bytes(&self) -> usize {
+        usize::try_from(self.limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
     /// Whether the runtime `index` has sessions here.
     pub fn sessions_available(&self, index: usize) -> bool {
         self.runtimes[index].sessions.is_some()
@@ -191,7 +197,8 @@ impl Sandbox {
         seed: Option<u64>,
     ) -> Result<SessionCore, TurnError> {
         self.session_flavors(index)?;
-        let overlay = Overlay::new().map_err(|e| RunError::Internal(e.into()))?;
+        let overlay =
+            Overlay::new(self.max_memory_bytes()).map_err(|e| RunError::Internal(e.into()))?;
         new_core(index, overlay, dir, seed, false)
     }
 
@@ -245,6 +252,7 @@ impl Sandbox {
             rolled_back = report.rolled_back,
             resumed_ms = report.resumed.map(|d| d.as_secs_f64() * 1e3),
             committed_pages = report.committed.pages,
+            evicted_pages = report.committed.evicted,
             "session turn finished"
         );
         Ok((outcome, report))
@@ -323,6 +331,7 @@ async fn turn(
         .restore_stack(&mut live.store, &live.instance, &core.stack)?;
     let seeded = core.seed.map(Seeded::new);
     let first = kind == CellKind::First;
+    let prepared = started.elapsed();
     let execution = tokio::time::timeout(
         limits.timeout,
         flavors
@@ -331,6 +340,7 @@ async fn turn(
     )
     .await;
 
+    let called = started.elapsed();
     let fuel_used = limits
         .fuel
         .map(|fuel| fuel.saturating_sub(live.store.get_fuel().unwrap_or(0)));
@@ -358,16 +368,26 @@ async fn turn(
             Ok(committed) => report.committed = committed,
             Err(err) => {
                 core.live = None;
+                core.overlay.forget_hot();
                 wasmtime::bail!("could not keep the turn's memory: {err}");
             }
         }
         core.started = true;
     } else {
         core.live = None;
+        core.overlay.forget_hot();
         report.rolled_back = true;
     }
     outcome.duration = started.elapsed();
     outcome.fuel_used = fuel_used;
+    tracing::debug!(
+        prepared_us = prepared.as_micros() as u64,
+        called_us = called.as_micros() as u64,
+        committed_us = (outcome.duration - called).as_micros() as u64,
+        pages = report.committed.pages,
+        evicted = report.committed.evicted,
+        "session turn"
+    );
     Ok((outcome, report))
 }
 
@@ -453,7 +473,8 @@ pub async fn self_test(
         workspace: limits.workspace(),
     };
     let lost = |e: TurnError| wasmtime::format_err!("{e}");
-    let mut core = new_core(0, Overlay::new()?, dir.path(), None, false).map_err(lost)?;
+    let max = usize::try_from(limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let mut core = new_core(0, Overlay::new(max)?, dir.path(), None, false).map_err(lost)?;
     let check = |what: &str, got: &Outcome, want: serde_json::Value| {
         if got.result.as_ref() != Some(&want) || got.error.is_some() {
             wasmtime::bail!("session self-test ({what}): unexpected outcome {got:?}");
@@ -477,7 +498,7 @@ pub async fn self_test(
     }
     let mut saved = Vec::new();
     core.save(&mut saved)?;
-    let overlay = Overlay::load(&mut saved.as_slice(), usize::MAX)?;
+    let overlay = Overlay::load(&mut saved.as_slice(), max)?;
     let mut restored = new_core(0, overlay, dir.path(), None, true).map_err(lost)?;
     let (out, _) = turn(
         flavors,

@@ -597,10 +597,11 @@ impl Sessions {
             }
             Err(err) => return Err(err.into()),
         };
-        let changed = workspace
-            .changes(&before, 0)
-            .map(|files| files.into_iter().map(|f| f.path).collect())
+        let mut outcome = outcome;
+        outcome.files = workspace
+            .changes(&before, job.files_out_bytes)
             .unwrap_or_default();
+        let changed = outcome.files.iter().map(|f| f.path.clone()).collect();
         {
             let mut meta = slot.meta();
             meta.turns = turn_number;

@@ -13,5 +13,6 @@ mod mcp_clients;
 mod mcp_protocol;
 mod openapi;
 mod scientific;
+mod sessions;
 mod snapshot;
 mod values;

@@ -623,7 +623,7 @@ async fn http_survives_mutated_frames() {
 
 #[tokio::test]
 async fn sessions_beyond_the_cap_get_busy_until_one_closes() {
-    let server = Server::start_with(&["--max-sessions", "2"]);
+    let server = Server::start_with(&["--max-mcp-sessions", "2"]);
     let mut sessions = Vec::new();
     for _ in 0..2 {
         let (status, session, init) = post_mcp(&server, INIT, None, &[]).await;
