@@ -91,6 +91,15 @@ pub struct RunPythonArgs {
     #[serde(default, deserialize_with = "limit_number::deserialize")]
     #[schemars(schema_with = "limit_number::at_least_one")]
     pub timeout_ms: Option<u64>,
+    /// Run in this session (from `create_session`): variables, imports, functions and
+    /// files in /workspace from its earlier calls are still there. Without it the call
+    /// starts from a pristine interpreter and keeps nothing.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Files written into the working directory (/workspace) before the code runs: each
+    /// `{"path": "data/in.csv", "content": "...", "encoding": "utf-8" | "base64"}`.
+    #[serde(default)]
+    pub files: Vec<FileIn>,
 }
 
 impl RunPythonArgs {
@@ -100,6 +109,50 @@ impl RunPythonArgs {
             ..LimitRequest::default()
         }
     }
+}
+
+/// Arguments of the MCP tool `create_session`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionArgs {
+    /// Which runtime the session runs (see run_python's description); default: the
+    /// server's. Every call in the session uses it.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// Close the session after this many seconds without a call (at most the server's
+    /// idle timeout, which is also the default).
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::at_least_one")]
+    pub idle_timeout_s: Option<u64>,
+    /// Makes the session's random numbers and clocks deterministic.
+    #[serde(default, deserialize_with = "seed_number::deserialize")]
+    #[schemars(schema_with = "seed_number::schema")]
+    pub seed: Option<u64>,
+}
+
+/// Arguments of the MCP tools that name a session: `close_session`, `fork_session` and
+/// `list_files`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionIdArgs {
+    /// The session's handle, as `create_session` (or `fork_session`) returned it.
+    pub session_id: String,
+}
+
+/// Arguments of the MCP tool `upload_file`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadFileArgs {
+    /// The session's handle, as `create_session` returned it.
+    pub session_id: String,
+    /// Relative path under /workspace, `/`-separated ("data/in.csv"); parent directories
+    /// are created. An existing file is replaced.
+    pub path: String,
+    /// The content: the text itself (`utf-8`) or its base64 (`base64`, for binary files).
+    pub content: String,
+    /// How `content` is encoded; `utf-8` when left out.
+    #[serde(default)]
+    pub encoding: crate::workspace::Encoding,
 }
 
 /// A non-negative integer as clients write it: `2000`, but also `2000.0` (JSON Schema's

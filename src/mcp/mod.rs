@@ -1,26 +1,36 @@
-//! The MCP face: one tool, `run_python`, served by [`SandboxTools`]. The handler knows
-//! nothing of transports; `commands::mcp` serves it over stdio and `http` over streamable
-//! HTTP at `/mcp`, both against the same [`Sandbox`] (and so the same concurrency cap).
+//! The MCP face, served by [`SandboxTools`]: `run_python` (stateless, or a turn of a
+//! session), the session tools (`create_session`, `close_session`, `fork_session`,
+//! `upload_file`, `list_files`, in [`sessions`]) and session files as resources
+//! (`omcp://sessions/{id}/files/{path}`). The handler knows nothing of transports;
+//! `commands::mcp` serves it over stdio and `http` over streamable HTTP at `/mcp`, both
+//! against the same [`Sandbox`] and [`Sessions`] (and so the same caps).
 //!
-//! Errors follow the spec: a Python exception or a limit is a tool result with
-//! `isError: true` (the model can read the traceback and fix its code); malformed arguments
-//! and refusals before running (busy, too large) are JSON-RPC errors.
+//! Errors follow the spec: a Python exception, a limit, or a refusal the model can act on
+//! (an unknown session, a busy one, a full workspace, a bad path) is a tool result with
+//! `isError: true` and a text that starts with its type (`[session_busy] ...`); malformed
+//! arguments and refusals before running (busy server, too large) are JSON-RPC errors.
 
 pub mod frame;
+mod sessions;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
-    CallToolResult, ContentBlock, ErrorCode, Implementation, JsonObject, ProgressNotificationParam,
-    RequestMetaObject, ServerCapabilities, ServerConfig,
+    CallToolResult, ContentBlock, ErrorCode, Implementation, JsonObject,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject,
+    ServerCapabilities, ServerConfig,
 };
+use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{RunPythonArgs, RunResponse};
+use crate::api::{RunPythonArgs, RunResponse, SessionRunResponse};
 use crate::sandbox::{Outcome, RunError, Sandbox, Stop};
+use crate::sessions::Sessions;
 
 /// JSON-RPC error code for "the server is at capacity, retry" (implementation-defined range).
 const BUSY: ErrorCode = ErrorCode(-32000);
@@ -28,15 +38,25 @@ const BUSY: ErrorCode = ErrorCode(-32000);
 /// Progress notifications start once a run has taken this long.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 
-/// The tool's description: which runtimes this server has (the default first), what each
-/// can import, and how results and figures come back. Built once from the loaded runtimes.
+/// `run_python`'s description: which runtimes this server has (the default first), what
+/// each can import, stateless runs and sessions, files, and how results come back. Built
+/// once from the loaded runtimes.
 fn tool_description(sandbox: &Sandbox) -> String {
     let mut text = String::from(
-        "Run Python code in a fresh, isolated interpreter (CPython compiled to WebAssembly) and \
+        "Run Python code in an isolated interpreter (CPython compiled to WebAssembly) and \
          return what it printed and the value of its last expression, like a notebook cell.\n\n\
-         Every call starts from a pristine interpreter: variables, imports and files from \
-         earlier calls are gone, so each call must be self-contained. Not available: network \
-         access, host files, subprocesses, threads, pip.\n\nRuntimes (`runtime` argument):\n",
+         By default (no `session_id`) every call starts from a pristine interpreter: \
+         variables, imports and files from earlier calls are gone, so each call must be \
+         self-contained. To keep state across calls, call `create_session` first and pass \
+         its `session_id` here: variables, imports, functions and files in /workspace then \
+         carry over from call to call (a call stopped by a limit is rolled back, and the \
+         session goes on from its state before that call). Not available: network access, \
+         host files, subprocesses, threads, pip.\n\n\
+         Files: the working directory is /workspace (writable, like /tmp). `files` puts \
+         files there before the code runs. Files the code creates or changes come back: \
+         without a session as embedded resources (up to a size budget); in a session as \
+         resource links (omcp://sessions/{session_id}/files/{path}) to read with \
+         resources/read.\n\nRuntimes (`runtime` argument):\n",
     );
     for (i, info) in sandbox.runtimes().enumerate() {
         let default = if i == 0 { " (the default)" } else { "" };
@@ -56,9 +76,8 @@ fn tool_description(sandbox: &Sandbox) -> String {
                 " with the standard library and: {}. numpy, pandas and matplotlib (Agg) are \
                  already imported in a fresh interpreter, so importing them is instant. \
                  matplotlib figures left open at the end (or shown with plt.show()) come back \
-                 as PNG images. {} is a writable scratch directory for this call only.\n",
+                 as PNG images.\n",
                 listed.join(", "),
-                info.scratch.unwrap_or("/tmp")
             ));
         }
     }
@@ -66,53 +85,120 @@ fn tool_description(sandbox: &Sandbox) -> String {
         "\nExamples:\n  {\"code\": \"print('hi')\\n2 + 2\"}  ->  output \"hi\\n\", result 4\n  \
          {\"code\": \"import statistics\\nstatistics.mean([1, 2, 3, 4])\"}  ->  result 2.5\n  \
          {\"code\": \"name = input()\\nf'hello {name}'\", \"stdin\": \"Ada\"}  ->  result \
-         \"hello Ada\"\n\nThe result is JSON when the value is a str, int, float, bool, None, \
+         \"hello Ada\"\n  {\"code\": \"x = 41\", \"session_id\": \"<from create_session>\"}, \
+         then {\"code\": \"x + 1\", \"session_id\": \"<the same>\"}  ->  result 42\n\n\
+         The result is JSON when the value is a str, int, float, bool, None, \
          or a list/dict of those, otherwise its repr() as a string. An uncaught exception \
          returns its traceback in `error` (isError true). `seed` makes random numbers and \
-         clocks deterministic. Runs are bounded in time, instructions, memory and output; \
-         `stopped` says which limit ended a run early.",
+         clocks deterministic (for a session, give it to create_session). Runs are bounded \
+         in time, instructions, memory and output; `stopped` says which limit ended a run \
+         early.",
     );
     text
+}
+
+/// `run_python`'s output schema: the `/run` object, plus the fields a session's turn adds
+/// (present only with `session_id`).
+fn run_output_schema() -> Arc<JsonObject> {
+    const SESSION_FIELDS: [(&str, &str); 4] = [
+        (
+            "session_id",
+            "The session this call ran in (only with session_id).",
+        ),
+        (
+            "turn",
+            "This call's number in the session, from 1 (only with session_id).",
+        ),
+        (
+            "rolled_back",
+            "A limit or a trap stopped this call and the session is back at its state before \
+             it (variables, imports; files it wrote stay). Only with session_id.",
+        ),
+        (
+            "files_changed",
+            "Files in /workspace this call created or changed, also sent as resource_link \
+             content (omcp://sessions/{session_id}/files/{path}). Only with session_id.",
+        ),
+    ];
+    let mut schema =
+        (*rmcp::handler::server::common::schema_for_output::<SessionRunResponse>()).clone();
+    if let Some(serde_json::Value::Array(required)) = schema.get_mut("required") {
+        required.retain(|field| {
+            !SESSION_FIELDS
+                .iter()
+                .any(|(name, _)| field.as_str() == Some(name))
+        });
+    }
+    if let Some(serde_json::Value::Object(properties)) = schema.get_mut("properties") {
+        for (name, description) in SESSION_FIELDS {
+            if let Some(serde_json::Value::Object(property)) = properties.get_mut(name) {
+                property.insert("description".into(), description.into());
+            }
+        }
+    }
+    Arc::new(schema)
+}
+
+/// Decode a tool's arguments. Done by hand rather than through `Parameters<T>`, which turns
+/// malformed arguments into an `isError` result: a call that does not match the input
+/// schema is a protocol error (-32602) that the client should see as such.
+fn decode<T: serde::de::DeserializeOwned>(
+    tool: &str,
+    arguments: JsonObject,
+) -> Result<T, ErrorData> {
+    serde_json::from_value(serde_json::Value::Object(arguments)).map_err(|err| {
+        ErrorData::invalid_params(format!("invalid arguments for {tool}: {err}"), None)
+    })
 }
 
 /// The MCP tool handler.
 #[derive(Clone)]
 pub struct SandboxTools {
     sandbox: Arc<Sandbox>,
+    sessions: Arc<Sessions>,
     tool_router: ToolRouter<Self>,
 }
 
 #[tool_router]
 impl SandboxTools {
-    pub fn new(sandbox: Arc<Sandbox>) -> Self {
-        let mut tool_router = Self::tool_router();
+    pub fn new(sessions: Arc<Sessions>) -> Self {
+        let sandbox = sessions.sandbox().clone();
+        let mut tool_router = Self::tool_router() + Self::session_tool_router();
+        let names: Vec<serde_json::Value> = sandbox
+            .runtimes()
+            .map(|r| r.name.into())
+            .chain([serde_json::Value::Null])
+            .collect();
         if let Some(route) = tool_router.map.get_mut("run_python") {
             route.attr.description = Some(tool_description(&sandbox).into());
-            // The type says "a string"; this server accepts only the runtimes it loaded.
+        }
+        // The type says "a string"; this server accepts only the runtimes it loaded.
+        for tool in ["run_python", "create_session"] {
+            let Some(route) = tool_router.map.get_mut(tool) else {
+                continue;
+            };
             let mut schema = (*route.attr.input_schema).clone();
             if let Some(serde_json::Value::Object(runtime)) = schema
                 .get_mut("properties")
                 .and_then(|p| p.get_mut("runtime"))
             {
-                let mut names: Vec<serde_json::Value> =
-                    sandbox.runtimes().map(|r| r.name.into()).collect();
-                names.push(serde_json::Value::Null);
-                runtime.insert("enum".into(), names.into());
+                runtime.insert("enum".into(), names.clone().into());
             }
-            route.attr.input_schema = std::sync::Arc::new(schema);
+            route.attr.input_schema = Arc::new(schema);
         }
         SandboxTools {
             sandbox,
+            sessions,
             tool_router,
         }
     }
 
     #[tool(
         name = "run_python",
-        description = "Run Python in a fresh sandboxed interpreter (see the server's description).",
+        description = "Run Python in a sandboxed interpreter (see the server's description).",
         input_schema = rmcp::handler::server::common::schema_for_input::<RunPythonArgs>()
             .expect("RunPythonArgs has a valid input schema"),
-        output_schema = rmcp::handler::server::common::schema_for_output::<RunResponse>(),
+        output_schema = run_output_schema(),
         annotations(
             title = "Run Python (sandboxed)",
             read_only_hint = false,
@@ -128,13 +214,10 @@ impl SandboxTools {
         peer: Peer<RoleServer>,
         cancelled: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
-        // Decoded here rather than through `Parameters<T>`, which turns malformed arguments
-        // into an `isError` result: a call that does not match the input schema is a
-        // protocol error (-32602) that the client should see as such.
-        let args: RunPythonArgs = serde_json::from_value(serde_json::Value::Object(arguments))
-            .map_err(|err| {
-                ErrorData::invalid_params(format!("invalid arguments for run_python: {err}"), None)
-            })?;
+        let args: RunPythonArgs = decode("run_python", arguments)?;
+        if let Some(id) = args.session_id.clone() {
+            return self.run_in_session(id, args, meta, peer, cancelled).await;
+        }
         let asked = args.limits();
         let job = self
             .sandbox
@@ -146,54 +229,89 @@ impl SandboxTools {
                 args.seed,
             )
             .map_err(refusal)?;
-        let progress_token = meta.get_progress_token();
-        let started = Instant::now();
-        let total_secs = job.limits.timeout.as_secs_f64();
-
-        let run = self.sandbox.run(&job);
-        tokio::pin!(run);
-        let mut ticks =
-            tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_AFTER, PROGRESS_AFTER);
-        let mut reported = false;
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut run => break outcome.map_err(refusal)?,
-                // Dropping `run` cancels the guest at once and frees its slot.
-                () = cancelled.cancelled() => {
-                    return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "run cancelled by the client", None));
-                }
-                _ = ticks.tick(), if progress_token.is_some() => {
-                    let token = progress_token.clone().expect("guarded by the select condition");
-                    let elapsed = started.elapsed().as_secs_f64();
-                    let note = ProgressNotificationParam::new(token, elapsed.min(total_secs))
-                        .with_total(total_secs)
-                        .with_message(format!("running for {elapsed:.0} s"));
-                    reported |= peer.notify_progress(note).await.is_ok();
-                }
-            }
+        let job = match self.sandbox.with_files(job, args.files) {
+            Ok(job) => job,
+            Err(err) => return run_failure(err),
         };
-        if let (true, Some(token)) = (reported, progress_token) {
-            let done = ProgressNotificationParam::new(token, total_secs)
-                .with_total(total_secs)
-                .with_message("finished");
-            let _ = peer.notify_progress(done).await;
+        let total_secs = job.limits.timeout.as_secs_f64();
+        // Dropping the run (the client cancelled) stops the guest at once and frees its slot.
+        let outcome = watch(
+            self.sandbox.run(&job),
+            total_secs,
+            &meta,
+            &peer,
+            &cancelled,
+            "run cancelled by the client",
+        )
+        .await?;
+        match outcome {
+            Ok(outcome) => Ok(stateless_result(outcome)),
+            Err(err) => run_failure(err),
         }
-        Ok(tool_result(outcome))
     }
+}
+
+/// Wait for `work`, sending progress notifications (when the client asked for them with a
+/// progress token) while it takes long; a cancellation by the client returns at once,
+/// dropping `work`.
+async fn watch<F: Future>(
+    work: F,
+    total_secs: f64,
+    meta: &RequestMetaObject,
+    peer: &Peer<RoleServer>,
+    cancelled: &CancellationToken,
+    on_cancel: &str,
+) -> Result<F::Output, ErrorData> {
+    let progress_token = meta.get_progress_token();
+    let started = Instant::now();
+    tokio::pin!(work);
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_AFTER, PROGRESS_AFTER);
+    let mut reported = false;
+    let output = loop {
+        tokio::select! {
+            output = &mut work => break output,
+            () = cancelled.cancelled() => {
+                return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, on_cancel.to_string(), None));
+            }
+            _ = ticks.tick(), if progress_token.is_some() => {
+                let token = progress_token.clone().expect("guarded by the select condition");
+                let elapsed = started.elapsed().as_secs_f64();
+                let note = ProgressNotificationParam::new(token, elapsed.min(total_secs))
+                    .with_total(total_secs)
+                    .with_message(format!("running for {elapsed:.0} s"));
+                reported |= peer.notify_progress(note).await.is_ok();
+            }
+        }
+    };
+    if let (true, Some(token)) = (reported, progress_token) {
+        let done = ProgressNotificationParam::new(token, total_secs)
+            .with_total(total_secs)
+            .with_message("finished");
+        let _ = peer.notify_progress(done).await;
+    }
+    Ok(output)
 }
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for SandboxTools {
     fn get_info(&self) -> ServerConfig {
         let limits = self.sandbox.limits();
+        let sessions = self.sessions.options();
         let instructions = format!(
             "This server runs Python code in a sandbox through the `run_python` tool: {}. \
-             No network, no access to host files, no subprocesses or threads. Every call gets \
-             a fresh interpreter: nothing persists between calls, so include all imports and \
-             definitions in each call. The value of the last expression is returned as \
-             `result` (like a notebook cell); printed text is in `output`; matplotlib \
-             figures come back as images. Limits per call: {} ms wall-clock, {} MiB of \
-             memory, {} bytes of output; {}.",
+             No network, no access to host files, no subprocesses or threads. By default \
+             every call gets a fresh interpreter: nothing persists between calls, so include \
+             all imports and definitions in each call. To keep state across calls (variables, \
+             imports, functions, files), call `create_session` first and pass its \
+             `session_id` to `run_python`; `upload_file` and `list_files` manage the \
+             session's files in /workspace, `fork_session` copies a session and \
+             `close_session` ends it. A session closes after {} without a call, and after {} \
+             at the latest. The value of the last expression is returned as `result` (like a \
+             notebook cell); printed text is in `output`; matplotlib figures come back as \
+             images; files the code writes to /workspace come back as embedded resources \
+             (stateless) or resource links (sessions, readable with resources/read). Limits \
+             per call: {} ms wall-clock, {} MiB of memory, {} bytes of output; {}.",
             self.sandbox
                 .runtimes()
                 .map(|r| match r.packages.is_empty() {
@@ -205,17 +323,52 @@ impl ServerHandler for SandboxTools {
                 })
                 .collect::<Vec<_>>()
                 .join(" and "),
+            sessions::span(sessions.idle_timeout.as_secs()),
+            sessions::span(sessions.lifetime.as_secs()),
             limits.timeout.as_millis(),
             limits.memory_mb,
             limits.max_output_bytes,
             limits.fuel_policy()
         );
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(
-                Implementation::new("omcp-sandbox", env!("CARGO_PKG_VERSION"))
-                    .with_title("omcp-sandbox: sandboxed Python"),
-            )
-            .with_instructions(instructions)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new("omcp-sandbox", env!("CARGO_PKG_VERSION"))
+                .with_title("omcp-sandbox: sandboxed Python"),
+        )
+        .with_instructions(instructions)
+    }
+
+    /// Session files are resources, but a session's id is a private handle: listing them
+    /// would give every client the ids of every session. The template says how to name one.
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::default())
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            sessions::file_template(),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.read_session_file(&request.uri).map(Into::into)
     }
 }
 
@@ -234,6 +387,10 @@ fn refusal(err: RunError) -> ErrorData {
             err.to_string(),
             Some(serde_json::json!({"type": "unknown_runtime", "runtimes": available})),
         ),
+        RunError::File(ref file) => ErrorData::invalid_params(
+            err.to_string(),
+            Some(serde_json::json!({"type": file.code()})),
+        ),
         RunError::Internal(_) => {
             tracing::error!("{err:#}");
             ErrorData::internal_error(err.to_string(), None)
@@ -241,9 +398,31 @@ fn refusal(err: RunError) -> ErrorData {
     }
 }
 
-/// Structured content (the same object `/run` returns) plus a text block a model can read:
-/// the output, then the value or the traceback / stop reason.
-fn tool_result(outcome: Outcome) -> CallToolResult {
+/// A run that did not happen: a problem with its files (a bad path, a full workspace) is
+/// a tool error the model can fix; the rest are [`refusal`]s.
+fn run_failure(err: RunError) -> Result<CallToolResult, ErrorData> {
+    match err {
+        RunError::File(file) => Ok(failure(file.code(), &file.to_string())),
+        err => Err(refusal(err)),
+    }
+}
+
+/// A tool result with `isError: true` whose text starts with the error's type.
+fn failure(kind: &str, message: &str) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(format!("[{kind}] {message}"))])
+}
+
+/// What a run's outcome shows: whether it failed, a text block a model can read (the
+/// output, then the value or the traceback / stop reason), image blocks, and the `/run`
+/// object for the structured content.
+struct Rendered {
+    failed: bool,
+    text: String,
+    images: Vec<ContentBlock>,
+    response: RunResponse,
+}
+
+fn render(outcome: Outcome) -> Rendered {
     let failed = outcome.error.is_some()
         || match outcome.stopped {
             Some(Stop::Exit) => outcome.exit_code != Some(0),
@@ -299,14 +478,69 @@ fn tool_result(outcome: Outcome) -> CallToolResult {
     for image in &mut response.images {
         image.data = String::new();
     }
-    let structured = serde_json::to_value(response).expect("RunResponse serializes");
+    Rendered {
+        failed,
+        text,
+        images,
+        response,
+    }
+}
+
+/// A result of `failed`'s kind: the text first, then `blocks`, and the structured copy.
+fn assemble(
+    failed: bool,
+    text: String,
+    blocks: Vec<ContentBlock>,
+    structured: serde_json::Value,
+) -> CallToolResult {
     let mut result = if failed {
         CallToolResult::error(vec![])
     } else {
         CallToolResult::success(vec![])
     };
     result.content = vec![ContentBlock::text(text)];
-    result.content.extend(images);
+    result.content.extend(blocks);
     result.structured_content = Some(structured);
     result
+}
+
+/// A stateless run's result: the files it created or changed travel as embedded
+/// resources (`omcp://run/files/{path}`: its workspace is gone once it returns), the ones
+/// over the byte budget are only named in the text.
+fn stateless_result(outcome: Outcome) -> CallToolResult {
+    let Rendered {
+        failed,
+        mut text,
+        images: mut blocks,
+        response,
+    } = render(outcome);
+    let mut returned = Vec::new();
+    let mut omitted = Vec::new();
+    for file in &response.files {
+        match (&file.content, file.omitted) {
+            (Some(content), false) => {
+                blocks.push(sessions::embedded_file(file, content));
+                returned.push(file.path.as_str());
+            }
+            _ => omitted.push(format!("{} ({} bytes)", file.path, file.size)),
+        }
+    }
+    if !returned.is_empty() {
+        text.push_str(&format!(
+            "\n[{} file(s) created or changed in /workspace, returned as embedded resources \
+             (the workspace of a call without session_id is gone afterwards): {}]",
+            returned.len(),
+            returned.join(", ")
+        ));
+    }
+    if !omitted.is_empty() {
+        text.push_str(&format!(
+            "\n[{} file(s) created or changed but not returned (past the server's byte budget \
+             for returned files; in a session, files stay and can be read one by one): {}]",
+            omitted.len(),
+            omitted.join(", ")
+        ));
+    }
+    let structured = serde_json::to_value(&response).expect("RunResponse serializes");
+    assemble(failed, text, blocks, structured)
 }

@@ -565,6 +565,7 @@ mod tests {
             assert_ne!(ptr, libc::MAP_FAILED);
             Region(ptr.cast(), len)
         }
+        #[allow(clippy::mut_from_ref)]
         fn bytes(&self) -> &mut [u8] {
             unsafe { std::slice::from_raw_parts_mut(self.0, self.1) }
         }

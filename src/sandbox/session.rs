@@ -58,6 +58,10 @@ pub struct SessionCore {
     started: bool,
     /// The command snapshot's kept stack (see `EntryPoint::restore_stack`).
     stack: Vec<u8>,
+    /// Set while a turn runs in the live instance: still set at the next turn means that
+    /// turn's future was dropped half way (a cancelled caller), so its instance is not
+    /// to be trusted.
+    in_turn: bool,
 }
 
 /// The instance between turns.
@@ -277,6 +281,7 @@ fn new_core(
         seed,
         started,
         stack: Vec::new(),
+        in_turn: false,
     })
 }
 
@@ -293,12 +298,15 @@ async fn turn(
     let limits = job.limits;
     let metered = limits.fuel.is_some();
     let mut report = TurnReport::default();
-    if core
-        .live
-        .as_ref()
-        .is_some_and(|live| live.metered != metered)
+    if core.in_turn
+        || core
+            .live
+            .as_ref()
+            .is_some_and(|live| live.metered != metered)
     {
         core.live = None;
+        core.overlay.forget_hot();
+        core.in_turn = false;
     }
     let kind = if core.started {
         CellKind::Next
@@ -332,6 +340,7 @@ async fn turn(
     let seeded = core.seed.map(Seeded::new);
     let first = kind == CellKind::First;
     let prepared = started.elapsed();
+    core.in_turn = true;
     let execution = tokio::time::timeout(
         limits.timeout,
         flavors
@@ -341,6 +350,7 @@ async fn turn(
     .await;
 
     let called = started.elapsed();
+    core.in_turn = false;
     let fuel_used = limits
         .fuel
         .map(|fuel| fuel.saturating_sub(live.store.get_fuel().unwrap_or(0)));

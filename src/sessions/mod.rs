@@ -515,8 +515,24 @@ impl Sessions {
         Ok(())
     }
 
-    /// Run a turn in session `id`.
+    /// Run a turn in session `id`. The turn runs in a task of its own: a caller that goes
+    /// away (a closed connection) does not cut it half way; it ends within its limits.
     pub async fn turn(
+        self: &Arc<Self>,
+        id: &str,
+        code: String,
+        stdin: Option<String>,
+        asked: LimitRequest,
+        files: Vec<FileIn>,
+    ) -> Result<TurnAnswer, SessionError> {
+        let this = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { this.turn_now(&id, code, stdin, asked, files).await })
+            .await
+            .map_err(|e| internal(format!("the turn's task failed: {e}")))?
+    }
+
+    async fn turn_now(
         &self,
         id: &str,
         code: String,

@@ -114,3 +114,28 @@ fn python_sdk_scientific_over_http() {
     ));
     assert_sdk_report(code, &stdout, &stderr);
 }
+
+/// Sessions through the official SDK: create_session, state across run_python calls,
+/// changed files as resource links readable with resources/read, upload_file, list_files,
+/// fork_session, close_session, rollback, the isError answers that say to call
+/// create_session, and a stateless run's files as embedded resources.
+#[test]
+fn python_sdk_sessions_over_stdio() {
+    prepare();
+    let (code, stdout, stderr) = with_clients(&format!(
+        "python tests/mcp/sdk_sessions.py stdio -- {} mcp --cache-dir {:?}",
+        bin(),
+        cache_dir()
+    ));
+    assert_sdk_report(code, &stdout, &stderr);
+}
+
+#[test]
+fn python_sdk_sessions_over_http() {
+    let server = Server::start();
+    let (code, stdout, stderr) = with_clients(&format!(
+        "python tests/mcp/sdk_sessions.py http {}",
+        server.url("/mcp")
+    ));
+    assert_sdk_report(code, &stdout, &stderr);
+}
