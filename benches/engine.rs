@@ -20,7 +20,16 @@
 //! to `"scientific"` in engine.json and a table of their own. Its first load with an empty
 //! cache compiles the runtime (~4-6 minutes); later loads take a fraction of a second.
 //!
-//! Environment: `OMCP_BENCH_MODES=cold,snapshot,scientific` runs only the listed modes;
+//! Sessions ([`session_modes`], mode `sessions`: one sandbox with both runtimes, each measured
+//! in turn, see [`measure_sessions`]): a turn `x += 1` in a kept interpreter against the
+//! pristine run of `x = 0; x += 1` (`Sandbox::run`, the same-run baseline); create (open +
+//! first turn `x = 0`) and close (drop); fork + its first turn; a turn stopped by a 50 ms
+//! timeout (rolled back) and the turn after it, with the part of it that mapped the session
+//! back in (`resumed`); and suspend (save) / resume (restore + first turn) of a session holding
+//! 10 MB (a numpy array in the scientific runtime, a bytearray in the stdlib one). They go to
+//! `"sessions"` in engine.json and a table of their own.
+//!
+//! Environment: `OMCP_BENCH_MODES=cold,snapshot,scientific,sessions` runs only the listed modes;
 //! `OMCP_BENCH_CACHE_DIR` overrides the compile cache (default `target/bench-cache`);
 //! `OMCP_BENCH_QUICK=1` takes a few samples only (a smoke test of the bench).
 
@@ -28,8 +37,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use omcp_sandbox::limits::{LimitRequest, Limits};
-use omcp_sandbox::sandbox::{ModuleSource, Sandbox, SandboxOptions};
+use omcp_sandbox::sandbox::{
+    ModuleSource, Outcome, Sandbox, SandboxOptions, Scratch, SessionCore, Stop,
+};
 use serde_json::{Value, json};
 
 const S1: &str = "print(1+1)";
@@ -51,6 +63,33 @@ const SCIENTIFIC: [(&str, &str); 3] = [
     ("plot_png", SCI_PLOT),
 ];
 
+/// Sessions: the runtimes measured, each in the same sandbox (see [`session_modes`]).
+const SESSION_RUNTIMES: [&str; 2] = ["stdlib", "scientific"];
+/// A session turn, after a first turn `SESSION_START`; its baseline is `SESSION_PRISTINE`
+/// run in a fresh interpreter (the same work plus the assignment a turn has in its state).
+const SESSION_START: &str = "x = 0";
+const SESSION_TURN: &str = "x += 1";
+const SESSION_PRISTINE: &str = "x = 0\nx += 1";
+/// A turn stopped by its time limit (and so rolled back).
+const SESSION_STOPPED: &str = "while True: pass";
+const SESSION_STOP_TIMEOUT_MS: u64 = 50;
+/// What a suspended session holds (10 MiB: 1_310_720 float64 / 10 MiB of bytes) and the
+/// first turn after its resume, with the result it must give (`None`: any number).
+const SESSION_HELD: [(&str, &str, &str, Option<u64>); 2] = [
+    (
+        "stdlib",
+        "import os; a = bytearray(os.urandom(10*1024*1024))",
+        "len(a)",
+        Some(10 * 1024 * 1024),
+    ),
+    (
+        "scientific",
+        "import numpy as np; a = np.random.rand(1_310_720)",
+        "a.sum()",
+        None,
+    ),
+];
+
 /// How much to measure; small enough to finish in well under a minute per mode on one core.
 struct Plan {
     loads: usize,
@@ -64,6 +103,14 @@ struct Plan {
     sci_warmup: usize,
     sci_runs: usize,
     plot_runs: usize,
+    /// Sessions, per runtime: turns (after warm-up turns), sessions created and closed,
+    /// forks, rollbacks, suspend/resume cycles (each of the last four after one untimed).
+    session_warmup: usize,
+    session_turns: usize,
+    session_creates: usize,
+    session_forks: usize,
+    session_rollbacks: usize,
+    session_suspends: usize,
 }
 
 const PLAN: Plan = Plan {
@@ -77,6 +124,12 @@ const PLAN: Plan = Plan {
     sci_warmup: 3,
     sci_runs: 50,
     plot_runs: 15,
+    session_warmup: 5,
+    session_turns: 100,
+    session_creates: 15,
+    session_forks: 15,
+    session_rollbacks: 9,
+    session_suspends: 7,
 };
 
 /// `OMCP_BENCH_QUICK=1`: a smoke test of the bench itself, not a measurement.
@@ -91,12 +144,19 @@ const QUICK: Plan = Plan {
     sci_warmup: 1,
     sci_runs: 5,
     plot_runs: 3,
+    session_warmup: 2,
+    session_turns: 10,
+    session_creates: 2,
+    session_forks: 2,
+    session_rollbacks: 2,
+    session_suspends: 2,
 };
 
 /// One way of building the sandbox, measured on its own.
 struct Mode {
     label: &'static str,
-    /// The runtime its jobs name (each mode loads that one runtime only).
+    /// The runtime its jobs name (each mode loads that one runtime only; the `sessions` mode
+    /// loads and measures both, listed here for its log line).
     runtime: &'static str,
     options: SandboxOptions,
 }
@@ -157,6 +217,25 @@ fn scientific_modes(cache_dir: &Path) -> Vec<Mode> {
     }]
 }
 
+/// Sessions, as `serve` has them by default: one sandbox with both runtimes (from their
+/// snapshots, unmetered); [`measure_sessions`] measures each runtime in turn.
+fn session_modes(cache_dir: &Path) -> Vec<Mode> {
+    vec![Mode {
+        label: "sessions",
+        runtime: "stdlib,scientific",
+        options: SandboxOptions {
+            python_wasm: None,
+            scientific_dir: None,
+            runtimes: SESSION_RUNTIMES.iter().map(|r| r.to_string()).collect(),
+            default_runtime: None,
+            cache_dir: Some(cache_dir.to_path_buf()),
+            limits: Limits::default(),
+            snapshot: true,
+            scratch_dir: None,
+        },
+    }]
+}
+
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // Benches run with the package root as cwd; python.wasm is found from there too.
@@ -199,17 +278,38 @@ fn main() -> anyhow::Result<()> {
         scientific.push(json!({ "label": mode.label, "load": load, "results": report }));
     }
 
+    let mut sessions = Vec::new();
+    for mode in session_modes(&cache_dir).into_iter().filter(wanted) {
+        eprintln!(
+            "engine bench: mode {:?} (runtimes {})",
+            mode.label, mode.runtime
+        );
+        let (sandbox, load) = load(&mode, plan)?;
+        let report = runtime.block_on(measure_sessions(&sandbox, plan))?;
+        sessions.push(json!({ "label": mode.label, "load": load, "results": report }));
+    }
+
     if !reports.is_empty() {
         print_table(&reports);
     }
     if !scientific.is_empty() {
         print_scientific_table(&scientific);
     }
+    if !sessions.is_empty() {
+        print_sessions_table(&sessions);
+    }
     let doc = json!({
         "bench": "engine",
         "snippets": { "s1": S1, "s2": S2 },
         "scientific_snippets": SCIENTIFIC.iter().map(|(k, c)| (k.to_string(), json!(c)))
             .collect::<serde_json::Map<String, Value>>(),
+        "session_snippets": {
+            "start": SESSION_START, "turn": SESSION_TURN, "pristine": SESSION_PRISTINE,
+            "stopped": SESSION_STOPPED, "stop_timeout_ms": SESSION_STOP_TIMEOUT_MS,
+            "held": SESSION_HELD.iter().map(|(r, hold, read, _)| {
+                (r.to_string(), json!({ "hold": hold, "read": read }))
+            }).collect::<serde_json::Map<String, Value>>(),
+        },
         "plan": {
             "quick": std::ptr::eq(plan, &QUICK),
             "loads": plan.loads,
@@ -219,11 +319,16 @@ fn main() -> anyhow::Result<()> {
             "concurrent_seconds": plan.concurrent_for.as_secs_f64(),
             "sci_warmup": plan.sci_warmup, "sci_runs": plan.sci_runs,
             "plot_runs": plan.plot_runs,
+            "session_warmup": plan.session_warmup, "session_turns": plan.session_turns,
+            "session_creates": plan.session_creates, "session_forks": plan.session_forks,
+            "session_rollbacks": plan.session_rollbacks,
+            "session_suspends": plan.session_suspends,
         },
         "cache_dir": cache_dir,
         "total_s": round3(started.elapsed().as_secs_f64()),
         "modes": reports,
         "scientific": scientific,
+        "sessions": sessions,
     });
     std::fs::create_dir_all(out_path.parent().unwrap())?;
     std::fs::write(&out_path, serde_json::to_string_pretty(&doc)? + "\n")?;
@@ -370,15 +475,308 @@ async fn concurrent(
 }
 
 fn job(sandbox: &Sandbox, code: &str, runtime: Option<&str>) -> omcp_sandbox::sandbox::Job {
+    job_with(sandbox, code, runtime, &LimitRequest::default())
+}
+
+fn job_with(
+    sandbox: &Sandbox,
+    code: &str,
+    runtime: Option<&str>,
+    asked: &LimitRequest,
+) -> omcp_sandbox::sandbox::Job {
     sandbox
-        .job(
-            code.to_string(),
-            None,
-            &LimitRequest::default(),
-            runtime,
-            None,
-        )
+        .job(code.to_string(), None, asked, runtime, None)
         .expect("the benchmark snippets fit the default limits")
+}
+
+/// Every session measurement, for each runtime of [`SESSION_RUNTIMES`] in turn. The
+/// sessions' directories live in one temporary directory, removed at the end.
+async fn measure_sessions(sandbox: &Sandbox, plan: &Plan) -> anyhow::Result<Value> {
+    let root = Scratch::new(&std::env::temp_dir())
+        .map_err(|e| anyhow::anyhow!("no temporary directory for the sessions: {e:#}"))?;
+    let mut results = serde_json::Map::new();
+    for name in SESSION_RUNTIMES {
+        results.insert(
+            name.to_string(),
+            measure_session_runtime(sandbox, name, root.path(), plan)
+                .await
+                .with_context(|| format!("sessions of the {name} runtime"))?,
+        );
+    }
+    Ok(Value::Object(results))
+}
+
+/// What a turn did, as the bench needs it.
+struct Turned {
+    outcome: Outcome,
+    rolled_back: bool,
+    /// The time it took to map the session back into a new instance, when it needed one.
+    resumed: Option<Duration>,
+}
+
+/// One session turn; the job's own scratch budget is what the guest may write.
+async fn turn(
+    sandbox: &Sandbox,
+    core: &mut SessionCore,
+    job: &omcp_sandbox::sandbox::Job,
+) -> anyhow::Result<Turned> {
+    let (outcome, report) = sandbox
+        .session_turn(core, job, job.limits.scratch_bytes)
+        .await?;
+    Ok(Turned {
+        outcome,
+        rolled_back: report.rolled_back,
+        resumed: report.resumed,
+    })
+}
+
+/// A turn that must end normally (and be kept), so a broken session cannot post a fast time.
+async fn turn_checked(
+    sandbox: &Sandbox,
+    core: &mut SessionCore,
+    job: &omcp_sandbox::sandbox::Job,
+) -> anyhow::Result<Turned> {
+    let turned = turn(sandbox, core, job).await?;
+    let o = &turned.outcome;
+    anyhow::ensure!(
+        o.error.is_none() && o.stopped.is_none() && !turned.rolled_back,
+        "unexpected session turn for {:?}: result={:?} error={:?} stopped={:?} rolled_back={}",
+        job.code,
+        o.result,
+        o.error,
+        o.stopped,
+        turned.rolled_back
+    );
+    Ok(turned)
+}
+
+/// The session's `x` must be `want`.
+async fn expect_x(
+    sandbox: &Sandbox,
+    core: &mut SessionCore,
+    name: &str,
+    want: u64,
+) -> anyhow::Result<()> {
+    let got = turn_checked(sandbox, core, &job(sandbox, "x", Some(name)))
+        .await?
+        .outcome
+        .result;
+    anyhow::ensure!(got == Some(json!(want)), "x is {got:?}, want {want}");
+    Ok(())
+}
+
+async fn measure_session_runtime(
+    sandbox: &Sandbox,
+    name: &str,
+    root: &Path,
+    plan: &Plan,
+) -> anyhow::Result<Value> {
+    let index = sandbox.runtime_index(Some(name))?;
+    anyhow::ensure!(
+        sandbox.sessions_available(index),
+        "the {name} runtime has no sessions here (see the log)"
+    );
+    let mut made = 0;
+    let mut new_dir = || {
+        made += 1;
+        root.join(format!("{name}-{made}"))
+    };
+    let start = job(sandbox, SESSION_START, Some(name));
+    let step = job(sandbox, SESSION_TURN, Some(name));
+
+    eprintln!(
+        "engine bench: sessions {name}: pristine run of {SESSION_PRISTINE:?} x{} (+{} warm-up)",
+        plan.session_turns, plan.session_warmup
+    );
+    let pristine = sequential(
+        sandbox,
+        SESSION_PRISTINE,
+        Some(name),
+        plan.session_warmup,
+        plan.session_turns,
+    )
+    .await;
+
+    eprintln!(
+        "engine bench: sessions {name}: turn {SESSION_TURN:?} x{} (+{} warm-up)",
+        plan.session_turns, plan.session_warmup
+    );
+    let mut core = sandbox.open_session(index, &new_dir(), None)?;
+    turn_checked(sandbox, &mut core, &start).await?;
+    let mut x = 0u64;
+    for _ in 0..plan.session_warmup {
+        turn_checked(sandbox, &mut core, &step).await?;
+        x += 1;
+    }
+    let mut turns = Vec::new();
+    for _ in 0..plan.session_turns {
+        let t = Instant::now();
+        turn_checked(sandbox, &mut core, &step).await?;
+        turns.push(ms(t.elapsed()));
+        x += 1;
+    }
+    expect_x(sandbox, &mut core, name, x).await?;
+
+    eprintln!(
+        "engine bench: sessions {name}: create + first turn, close x{}",
+        plan.session_creates
+    );
+    let (mut creates, mut closes) = (Vec::new(), Vec::new());
+    for i in 0..=plan.session_creates {
+        let dir = new_dir();
+        let t = Instant::now();
+        let mut fresh = sandbox.open_session(index, &dir, None)?;
+        turn_checked(sandbox, &mut fresh, &start).await?;
+        let created = ms(t.elapsed());
+        let t = Instant::now();
+        drop(fresh);
+        let closed = ms(t.elapsed());
+        if i > 0 {
+            creates.push(created);
+            closes.push(closed);
+        }
+        std::fs::remove_dir_all(&dir)?;
+    }
+
+    eprintln!(
+        "engine bench: sessions {name}: fork + first turn x{}",
+        plan.session_forks
+    );
+    let (mut forks, mut fork_turns, mut fork_resumed) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..=plan.session_forks {
+        let dir = new_dir();
+        let t = Instant::now();
+        let mut fork = sandbox.fork_session(&core, &dir)?;
+        let forked = ms(t.elapsed());
+        let turned = turn_checked(sandbox, &mut fork, &step).await?;
+        let total = ms(t.elapsed());
+        expect_x(sandbox, &mut fork, name, x + 1).await?;
+        drop(fork);
+        std::fs::remove_dir_all(&dir)?;
+        if i > 0 {
+            forks.push(forked);
+            fork_turns.push(total);
+            fork_resumed.extend(turned.resumed.map(ms));
+        }
+    }
+    // The parent is untouched by its forks.
+    expect_x(sandbox, &mut core, name, x).await?;
+
+    eprintln!(
+        "engine bench: sessions {name}: {SESSION_STOP_TIMEOUT_MS} ms timeout (rollback) + the next turn x{}",
+        plan.session_rollbacks
+    );
+    let stopped = job_with(
+        sandbox,
+        SESSION_STOPPED,
+        Some(name),
+        &LimitRequest {
+            timeout_ms: Some(SESSION_STOP_TIMEOUT_MS),
+            ..LimitRequest::default()
+        },
+    );
+    let (mut stops, mut afters, mut after_resumed) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..=plan.session_rollbacks {
+        let t = Instant::now();
+        let turned = turn(sandbox, &mut core, &stopped).await?;
+        let stop = ms(t.elapsed());
+        anyhow::ensure!(
+            turned.rolled_back && turned.outcome.stopped == Some(Stop::Timeout),
+            "the looping turn was not stopped by its timeout and rolled back: stopped={:?} rolled_back={}",
+            turned.outcome.stopped,
+            turned.rolled_back
+        );
+        let t = Instant::now();
+        let next = turn_checked(sandbox, &mut core, &step).await?;
+        let after = ms(t.elapsed());
+        x += 1;
+        let resumed = next
+            .resumed
+            .context("the turn after a rollback did not start from a new instance")?;
+        if i > 0 {
+            stops.push(stop);
+            afters.push(after);
+            after_resumed.push(ms(resumed));
+        }
+    }
+    expect_x(sandbox, &mut core, name, x).await?;
+    let stats = core.stats();
+    drop(core);
+
+    let (_, hold, read, want) = SESSION_HELD
+        .iter()
+        .find(|(runtime, ..)| *runtime == name)
+        .context("no held state for this runtime")?;
+    eprintln!(
+        "engine bench: sessions {name}: suspend (save) and resume (restore + first turn) of {hold:?} x{}",
+        plan.session_suspends
+    );
+    let dir = new_dir();
+    let read = job(sandbox, read, Some(name));
+    let mut held = sandbox.open_session(index, &dir, None)?;
+    turn_checked(sandbox, &mut held, &job(sandbox, hold, Some(name))).await?;
+    let held_stats = held.stats();
+    let (mut saves, mut releases, mut resumes, mut resume_parts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut saved_bytes = 0;
+    for i in 0..=plan.session_suspends {
+        let mut saved = Vec::new();
+        let t = Instant::now();
+        held.save(&mut saved)?;
+        let save = ms(t.elapsed());
+        let t = Instant::now();
+        held.release();
+        drop(held);
+        let release = ms(t.elapsed());
+        saved_bytes = saved.len();
+        let t = Instant::now();
+        held = sandbox.restore_session(index, &dir, None, true, &mut saved.as_slice())?;
+        let turned = turn_checked(sandbox, &mut held, &read).await?;
+        let resume = ms(t.elapsed());
+        let result = &turned.outcome.result;
+        let ok = match want {
+            Some(n) => *result == Some(json!(n)),
+            // a float, or a numpy scalar's repr
+            None => result.as_ref().is_some_and(|v| v.is_f64() || v.is_string()),
+        };
+        anyhow::ensure!(ok, "unexpected result {result:?} after resuming");
+        if i > 0 {
+            saves.push(save);
+            releases.push(release);
+            resumes.push(resume);
+            resume_parts.extend(turned.resumed.map(ms));
+        }
+    }
+    drop(held);
+    std::fs::remove_dir_all(&dir)?;
+
+    let turn_stats = Stats::of(turns);
+    let after_stats = Stats::of(afters);
+    Ok(json!({
+        "pristine_run": pristine.to_json(),
+        "turn": turn_stats.to_json(),
+        "create_first_turn": Stats::of(creates).to_json(),
+        "close": Stats::of(closes).to_json(),
+        "fork": Stats::of(forks).to_json(),
+        "fork_first_turn": Stats::of(fork_turns).to_json(),
+        "fork_resumed": Stats::of(fork_resumed).to_json(),
+        "stopped_turn": Stats::of(stops).to_json(),
+        "after_rollback": after_stats.to_json(),
+        "after_rollback_resumed": Stats::of(after_resumed).to_json(),
+        // What a rollback adds to the next turn: its p50 less a normal turn's.
+        "after_rollback_extra_p50_ms": round3(after_stats.pct(50.0) - turn_stats.pct(50.0)),
+        "session_written_bytes": stats.written_bytes,
+        "session_memory_bytes": stats.memory_bytes,
+        "held": {
+            "written_bytes": held_stats.written_bytes,
+            "memory_bytes": held_stats.memory_bytes,
+            "saved_bytes": saved_bytes,
+            "suspend_save": Stats::of(saves).to_json(),
+            "suspend_release": Stats::of(releases).to_json(),
+            "resume_first_turn": Stats::of(resumes).to_json(),
+            "resume_resumed": Stats::of(resume_parts).to_json(),
+        },
+    }))
 }
 
 /// Run once and check the answer, so a broken mode cannot post a fast time.
@@ -506,6 +904,61 @@ fn print_scientific_table(reports: &[Value]) {
             f(r, "/results/plot_png/p50_ms"),
             f(r, "/results/plot_png/p95_ms"),
         );
+    }
+    println!();
+}
+
+fn print_sessions_table(reports: &[Value]) {
+    let rows: [(&str, &str); 14] = [
+        (
+            "pristine run `x = 0; x += 1` (baseline)",
+            "/pristine_run/p50_ms",
+        ),
+        ("session turn `x += 1`", "/turn/p50_ms"),
+        ("create + first turn `x = 0`", "/create_first_turn/p50_ms"),
+        ("close (drop)", "/close/p50_ms"),
+        ("fork", "/fork/p50_ms"),
+        ("fork + first turn", "/fork_first_turn/p50_ms"),
+        (
+            "turn stopped at 50 ms (rolled back)",
+            "/stopped_turn/p50_ms",
+        ),
+        ("next turn after a rollback", "/after_rollback/p50_ms"),
+        ("  its resume part", "/after_rollback_resumed/p50_ms"),
+        ("suspend 10 MiB: save", "/held/suspend_save/p50_ms"),
+        ("suspend 10 MiB: release", "/held/suspend_release/p50_ms"),
+        (
+            "resume: restore + first turn",
+            "/held/resume_first_turn/p50_ms",
+        ),
+        ("  its resume part", "/held/resume_resumed/p50_ms"),
+        ("saved state, MiB", "/held/saved_bytes"),
+    ];
+    for r in reports {
+        println!(
+            "sessions, in-process (p50 ms), {}:",
+            r["label"].as_str().unwrap_or("?")
+        );
+        print!("{:<42}", "");
+        for name in SESSION_RUNTIMES {
+            print!(" {name:>11}");
+        }
+        println!();
+        for (what, path) in rows {
+            print!("{what:<42}");
+            for name in SESSION_RUNTIMES {
+                let v = r["results"][name]
+                    .pointer(path)
+                    .and_then(Value::as_f64)
+                    .map(|x| match path {
+                        "/held/saved_bytes" => format!("{:.2}", x / (1 << 20) as f64),
+                        _ => format!("{x:.3}"),
+                    })
+                    .unwrap_or_else(|| "-".into());
+                print!(" {v:>11}");
+            }
+            println!();
+        }
     }
     println!();
 }

@@ -213,6 +213,10 @@ mod limit_number {
         json_schema!({ "type": ["integer", "null"], "minimum": 1 })
     }
 
+    pub fn at_least_a_minute(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["integer", "null"], "minimum": 60 })
+    }
+
     pub fn non_negative(_: &mut SchemaGenerator) -> Schema {
         json_schema!({ "type": ["integer", "null"], "minimum": 0 })
     }
@@ -330,9 +334,10 @@ pub struct CreateSessionRequest {
     #[serde(default, deserialize_with = "limit_number::deserialize")]
     #[schemars(schema_with = "limit_number::non_negative")]
     pub max_output_bytes: Option<u64>,
-    /// Seconds without a call after which the session is closed (at most the server's).
+    /// Seconds without a call after which the session is closed (at least 60, at most the
+    /// server's).
     #[serde(default, deserialize_with = "limit_number::deserialize")]
-    #[schemars(schema_with = "limit_number::at_least_one")]
+    #[schemars(schema_with = "limit_number::at_least_a_minute")]
     pub idle_timeout_s: Option<u64>,
     /// Makes the session's random numbers and clocks deterministic.
     #[serde(default, deserialize_with = "seed_number::deserialize")]

@@ -1,5 +1,6 @@
 //! `GET /healthz`: liveness, the runtime the server loaded, its limits and its load right
-//! now (runs, queue, connections, MCP sessions). Typed, so `/openapi.json` documents it.
+//! now (runs, queue, connections, MCP sessions) and its sandbox sessions. Typed, so
+//! `/openapi.json` documents it.
 
 use axum::extract::State;
 use schemars::JsonSchema;
@@ -22,6 +23,7 @@ pub struct Health {
     /// The server's limits: the default for each run and the most a request may ask for.
     pub limits: LimitsHealth,
     pub load: LoadHealth,
+    pub sessions: SessionsHealth,
 }
 
 /// A Python runtime the server loaded.
@@ -74,6 +76,8 @@ pub struct LimitsHealth {
     /// MiB a run may write to its scratch directory.
     pub scratch_mb: u64,
     pub max_connections: u64,
+    /// MCP transport sessions (streamable HTTP) open at most (`--max-mcp-sessions`); the
+    /// sandbox sessions' bound is `sessions.max`.
     pub max_sessions: u64,
 }
 
@@ -90,6 +94,15 @@ pub struct LoadHealth {
     pub connections_refused: u64,
     /// Open MCP sessions (streamable HTTP).
     pub mcp_sessions: u64,
+}
+
+/// Sandbox sessions (`/sessions`, the MCP session tools).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionsHealth {
+    /// Sessions open now (active, running or suspended).
+    pub open: u64,
+    /// Sessions this server holds at most (`--max-sessions`); one more is refused.
+    pub max: u64,
 }
 
 pub async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
@@ -120,6 +133,10 @@ pub async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
             connections: state.connections.open() as u64,
             connections_refused: state.connections.refused(),
             mcp_sessions: state.mcp_sessions.sessions.read().await.len() as u64,
+        },
+        sessions: SessionsHealth {
+            open: state.sessions.count() as u64,
+            max: state.sessions.options().max_sessions as u64,
         },
     })
 }

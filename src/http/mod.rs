@@ -312,8 +312,9 @@ pub fn app(state: AppState) -> Router {
     let limits = state.sandbox.limits();
     // JSON escaping can make the body larger than the code it carries; the code and stdin
     // limits themselves are checked exactly after parsing.
-    // Files sent in come base64 (4/3) inside the JSON.
-    let files_limit = usize::try_from(limits.workspace().max_bytes).unwrap_or(usize::MAX);
+    // Files sent in come base64 (4/3) inside the JSON: room for one of the largest upload
+    // (more go by PUT to a session).
+    let files_limit = usize::try_from(limits.workspace().max_upload_bytes).unwrap_or(usize::MAX);
     let body_limit = (2 * (limits.max_code_bytes + limits.max_stdin_bytes) + 64 * 1024)
         .saturating_add(files_limit.saturating_mul(3) / 2);
 
@@ -364,7 +365,7 @@ async fn run(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<RunResponse>, ApiError> {
     let body = body.map_err(ApiError::from_body)?;
-    let request: RunRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+    let request: RunRequest = sessions::object(&body)?;
     let limits = request.limits();
     let job = state.sandbox.job(
         request.code,

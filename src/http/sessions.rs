@@ -46,7 +46,19 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(
     if empty_ok && body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&body).map_err(ApiError::from_json)
+    object(&body)
+}
+
+/// A request body: serde reads a struct from a JSON array too (fields by position), so
+/// only an object is accepted.
+pub(super) fn object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(ApiError::from_json)?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(ApiError::from_json)
 }
 
 /// A path that does not decode (invalid UTF-8 after percent-decoding) is a bad path.
@@ -101,7 +113,7 @@ async fn run(
 ) -> Result<axum::Json<SessionRunResponse>, ApiError> {
     let id = path_of(id)?;
     let body = body.map_err(ApiError::from_body)?;
-    let request: RunRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+    let request: RunRequest = object(&body)?;
     if request.seed.is_some() {
         return Err(ApiError::InvalidRequest(
             "seed is set when a session is created (POST /sessions), not per turn".into(),

@@ -378,8 +378,15 @@ pub fn check_files(files: &[FileIn], bounds: &WorkspaceLimits) -> Result<(), Fil
         )));
     }
     let mut total = 0u64;
+    let mut seen = std::collections::BTreeSet::new();
     for file in files {
-        check_path(&file.path)?;
+        let path = check_path(&file.path)?;
+        if !seen.insert(path.clone()) {
+            return Err(FileError::InvalidPath {
+                path: path.chars().take(100).collect(),
+                why: "given twice in the request",
+            });
+        }
         let size = file.decode()?.len() as u64;
         if size > bounds.max_upload_bytes {
             return Err(FileError::TooLarge {
@@ -389,6 +396,17 @@ pub fn check_files(files: &[FileIn], bounds: &WorkspaceLimits) -> Result<(), Fil
             });
         }
         total += size;
+    }
+    for path in &seen {
+        if path
+            .match_indices('/')
+            .any(|(i, _)| seen.contains(&path[..i]))
+        {
+            return Err(FileError::InvalidPath {
+                path: path.chars().take(100).collect(),
+                why: "a parent directory of it is also a file of the request",
+            });
+        }
     }
     if total > bounds.max_bytes {
         return Err(FileError::Full(format!(

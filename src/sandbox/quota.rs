@@ -41,6 +41,13 @@ impl Quota {
         }
     }
 
+    /// At most `entries` new files, directories and links (the workspace's file bound).
+    pub fn limit_entries(&mut self, entries: usize) {
+        self.entries_left = self
+            .entries_left
+            .min(u32::try_from(entries).unwrap_or(u32::MAX));
+    }
+
     fn take_bytes(&mut self, bytes: u64) -> bool {
         match self.bytes_left.checked_sub(bytes) {
             Some(left) => {

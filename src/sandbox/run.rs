@@ -252,12 +252,14 @@ impl GuestState {
         &mut self.wasi
     }
 
-    /// Set up a session's next turn: its memory cap, and what it may still write.
-    pub fn prepare_turn(&mut self, memory_mb: u64, writable_bytes: u64) {
+    /// Set up a session's next turn: its memory cap, and what it may still write (bytes,
+    /// and new files, directories and links).
+    pub fn prepare_turn(&mut self, memory_mb: u64, writable_bytes: u64, entries: usize) {
         self.limiter.max_bytes =
             usize::try_from(memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         self.limiter.refused = false;
         self.quota = Quota::new(writable_bytes);
+        self.quota.limit_entries(entries);
     }
 
     /// Whether the memory cap refused a growth since the last `prepare_turn`.
@@ -472,6 +474,10 @@ pub async fn run(
     if let Some(fuel) = limits.fuel {
         store.set_fuel(fuel)?;
     }
+    store
+        .data_mut()
+        .quota
+        .limit_entries(job.workspace.max_files.saturating_sub(job.files.len()));
 
     // The outer timeout also covers a guest blocked in a host call (`time.sleep`), which
     // neither fuel nor epochs interrupt. Dropping the future cancels the guest.

@@ -30,6 +30,7 @@ use super::seed::Seeded;
 use super::{Flavor, RunError, Sandbox, SessionFlavors, into_anyhow};
 use crate::limits::{LimitRequest, Limits};
 use crate::outcome::{Outcome, Stop};
+use crate::workspace::Workspace;
 
 /// Why a session turn (or opening, forking, restoring one) did not happen.
 #[derive(Debug, Error)]
@@ -327,10 +328,20 @@ async fn turn(
         core.live = Some(instantiate(flavor, flavors, hosting, server, core, metered).await?);
         report.resumed = Some(started.elapsed());
     }
+    // Files now in the session's directories count against the workspace's file bound.
+    let files_now: usize = [core.scratch.workspace(), core.scratch.tmp()]
+        .iter()
+        .map(|dir| {
+            Workspace::open(dir)
+                .and_then(|w| w.usage())
+                .map_or(0, |u| u.1)
+        })
+        .sum();
+    let entries = job.workspace.max_files.saturating_sub(files_now);
     let live = core.live.as_mut().expect("made above");
     live.store
         .data_mut()
-        .prepare_turn(limits.memory_mb, writable_bytes);
+        .prepare_turn(limits.memory_mb, writable_bytes, entries);
     if let Some(fuel) = limits.fuel {
         live.store.set_fuel(fuel)?;
     }

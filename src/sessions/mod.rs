@@ -316,10 +316,11 @@ impl Sessions {
             .map_err(RunError::from)?;
         crate::sandbox::check_files(&request.files, &self.sandbox.limits().workspace())?;
         let idle = match request.idle_timeout_s {
-            Some(0) => {
-                return Err(SessionError::Invalid(
-                    "idle_timeout_s must be at least 1".into(),
-                ));
+            // Shorter would expire a session between an agent's two thoughts.
+            Some(s) if s < 60 => {
+                return Err(SessionError::Invalid(format!(
+                    "idle_timeout_s must be at least 60, got {s}"
+                )));
             }
             Some(s) => s.min(self.options.idle_timeout.as_secs()),
             None => self.options.idle_timeout.as_secs(),

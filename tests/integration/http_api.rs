@@ -94,7 +94,8 @@ async fn bad_requests_get_typed_json_errors() {
         assert!(value["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
     // A body far over the limit is refused without reading it all.
-    let huge = format!(r#"{{"code": "{}"}}"#, "x".repeat(10_000_000)).into_bytes();
+    // (The body limit makes room for code, stdin and one 16 MiB file in base64.)
+    let huge = format!(r#"{{"code": "{}"}}"#, "x".repeat(40_000_000)).into_bytes();
     let (status, body) = server.post_streaming("/run", huge).await;
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("too_large"), "{body}");

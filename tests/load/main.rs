@@ -11,6 +11,12 @@
 //!   slots' resident pages) of before.
 //! - `graceful_shutdown_under_load`: SIGTERM while runs are in flight: each finishes with a
 //!   whole answer, new connections are refused, the process exits 0.
+//! - `session_churn`: 4x the concurrency limit of callers, each `OMCP_SESSION_CHURN_ITERS`
+//!   (default 50) times: open a session, three turns, fork it, a turn in the fork, close
+//!   both. Every answer must be the expected one (no busy, no 5xx); afterwards written
+//!   memory (anonymous + shared: a session's memory is a memfd) is within 10% (+16 MiB)
+//!   of before, at most 8 more file descriptors are open, and the session directory is
+//!   empty again.
 //!
 //! The figures are printed (`cargo test --release --test load -- --nocapture`); the only
 //! time bounds asserted are limit-enforcement margins, generous for a shared machine.
@@ -733,4 +739,294 @@ async fn graceful_shutdown_under_load() {
         refused > 0,
         "new requests should be refused once shutdown began"
     );
+}
+
+/// Written memory of the server: anonymous pages plus shared ones (each session keeps the
+/// pages its turns changed in a memfd of its own), in kB.
+fn written_kb(pid: u32) -> u64 {
+    proc_status(pid, "RssAnon:") + proc_status(pid, "RssShmem:")
+}
+
+/// Entries (files and directories, recursively) and bytes under `dir`.
+fn tree_size(dir: &std::path::Path) -> (usize, u64) {
+    let (mut entries, mut bytes) = (0, 0);
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        entries += 1;
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            let (e, b) = tree_size(&entry.path());
+            entries += e;
+            bytes += b;
+        } else {
+            bytes += meta.len();
+        }
+    }
+    (entries, bytes)
+}
+
+/// A JSON request to the server: its status and body.
+async fn call(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    let mut request = server.client.request(method.clone(), server.url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+    let status = response.status().as_u16();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| format!("{method} {path}: body cut off: {e}"))?;
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{method} {path}: HTTP {status}, not JSON ({e}): {text:?}"))?
+    };
+    Ok((status, value))
+}
+
+/// `call`, which must answer `expected`.
+async fn expect(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    expected: u16,
+) -> Result<Value, String> {
+    let (status, value) = call(server, method.clone(), path, body).await?;
+    if status == expected {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{method} {path}: HTTP {status} (expected {expected}): {value}"
+        ))
+    }
+}
+
+/// One turn, which must end normally with `result`.
+async fn turn(server: &Server, id: &str, code: &str, result: Value) -> Result<(), String> {
+    let path = format!("/sessions/{id}/run");
+    let answer = expect(
+        server,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({ "code": code })),
+        200,
+    )
+    .await?;
+    if answer["result"] == result
+        && answer["error"].is_null()
+        && answer["stopped"].is_null()
+        && answer["rolled_back"] == false
+        && answer["session_id"] == id
+    {
+        Ok(())
+    } else {
+        Err(format!("{code:?} in {id}: expected {result}, got {answer}"))
+    }
+}
+
+/// One life: open, three turns, fork, a turn in the fork, close both. Whatever happens,
+/// the sessions it opened are closed (so a failure does not also show as a leak).
+async fn session_life(server: &Server, n: u64) -> Result<(), String> {
+    let info = expect(
+        server,
+        reqwest::Method::POST,
+        "/sessions",
+        Some(json!({})),
+        201,
+    )
+    .await?;
+    let id = info["session_id"]
+        .as_str()
+        .ok_or_else(|| format!("no session_id in {info}"))?
+        .to_string();
+    let mut opened = vec![id.clone()];
+    let outcome = async {
+        turn(server, &id, &format!("x = [{n}] * 1000"), Value::Null).await?;
+        turn(server, &id, "x.append(1)", Value::Null).await?;
+        turn(server, &id, "len(x)", json!(1001)).await?;
+        let fork = expect(
+            server,
+            reqwest::Method::POST,
+            &format!("/sessions/{id}/fork"),
+            None,
+            201,
+        )
+        .await?;
+        let fork = fork["session_id"]
+            .as_str()
+            .ok_or_else(|| format!("no session_id in {fork}"))?
+            .to_string();
+        opened.push(fork.clone());
+        if fork == id {
+            return Err(format!("the fork of {id} has its id"));
+        }
+        turn(
+            server,
+            &fork,
+            "x.append(2)\n[len(x), x[0], x[-1]]",
+            json!([1002, n, 2]),
+        )
+        .await
+    }
+    .await;
+    let mut closed = Ok(());
+    for id in opened {
+        let done = expect(
+            server,
+            reqwest::Method::DELETE,
+            &format!("/sessions/{id}"),
+            None,
+            204,
+        )
+        .await;
+        if closed.is_ok() {
+            closed = done.map(drop);
+        }
+    }
+    outcome.and(closed)
+}
+
+/// `callers` callers, each living `lives` session lives; the failures.
+async fn churn(server: &Arc<Server>, callers: usize, lives: u64) -> Vec<String> {
+    let tasks: Vec<_> = (0..callers)
+        .map(|worker| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                for life in 0..lives {
+                    let n = worker as u64 * 1_000_000 + life;
+                    if let Err(e) = session_life(&server, n).await {
+                        failures.push(e);
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for task in tasks {
+        failures.extend(task.await.unwrap());
+    }
+    failures
+}
+
+/// `settle`, and no session open.
+async fn settle_sessions(server: &Server) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let load = settle(server).await;
+        let health: Value = server.healthz().await.json().await.unwrap();
+        if health["sessions"]["open"] == 0 {
+            // A moment for closed connections and freed memory to show in /proc.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return load;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions still open: {}",
+            health["sessions"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_churn() {
+    let _alone = ALONE.lock().await;
+    let lives: u64 = std::env::var("OMCP_SESSION_CHURN_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let callers = 4 * SLOTS;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("load-sessions-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Each caller has one request in flight: a queue as long as the callers are many, and
+    // room for every session, so that a busy answer or too_many_sessions is a failure.
+    let server = Arc::new(Server::start_with(&[
+        "--max-concurrency",
+        &SLOTS.to_string(),
+        "--max-queue",
+        &callers.to_string(),
+        "--max-sessions",
+        &(4 * callers).to_string(),
+        "--header-timeout-ms",
+        "2000",
+        "--session-dir",
+        dir.to_str().unwrap(),
+    ]));
+    let pid = server.child.id();
+
+    // Warm-up: pool slots, allocator arenas and connection buffers reach their high-water
+    // mark, so that "before" is the steady state and growth after it is what a leak shows.
+    let warm = churn(&server, callers, 3).await;
+    assert!(warm.is_empty(), "{:?}", &warm[..warm.len().min(10)]);
+    settle_sessions(&server).await;
+    let written_before = written_kb(pid);
+    let anon_before = proc_status(pid, "RssAnon:");
+    let fds_before = open_fds(pid);
+    let (entries_before, bytes_before) = tree_size(&dir);
+
+    let started = Instant::now();
+    let failures = churn(&server, callers, lives).await;
+    let elapsed = started.elapsed();
+    let load_after = settle_sessions(&server).await;
+    let written_after = written_kb(pid);
+    let anon_after = proc_status(pid, "RssAnon:");
+    let fds_after = open_fds(pid);
+    let (entries_after, bytes_after) = tree_size(&dir);
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .take(10)
+        .collect();
+
+    let sessions = callers as u64 * lives * 2;
+    eprintln!(
+        "\nsession churn: {callers} callers ({}x the {SLOTS} slots) x {lives} lives: {sessions} \
+         sessions (half of them forks) and {} turns in {:.1} s ({:.0} sessions/s); written \
+         memory {written_before} -> {written_after} kB ({:+.1}%), of it anonymous \
+         {anon_before} -> {anon_after} kB; fds {fds_before} -> {fds_after}; session dir \
+         {entries_before} entries / {bytes_before} bytes -> {entries_after} / {bytes_after}; \
+         after: {load_after}",
+        callers / SLOTS,
+        callers as u64 * lives * 4,
+        elapsed.as_secs_f64(),
+        sessions as f64 / elapsed.as_secs_f64(),
+        (written_after as f64 / written_before as f64 - 1.0) * 100.0,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        failures.is_empty(),
+        "{} bad lives, first ones: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    // The bound of `mixed_hostile_load`: 10% plus the resident pages pool slots may keep.
+    assert!(
+        written_after as f64 <= written_before as f64 * 1.10 + 16.0 * 1024.0,
+        "written memory grew more than 10% + 16 MiB: {written_before} kB -> {written_after} kB"
+    );
+    assert!(
+        fds_after <= fds_before + 8,
+        "fds {fds_before} -> {fds_after}"
+    );
+    assert_eq!(
+        (entries_after, bytes_after),
+        (0, 0),
+        "the session directory is not empty: {leftovers:?}"
+    );
+    server.assert_healthy().await;
 }
