@@ -75,7 +75,7 @@ pub enum FileError {
     /// 404 `file_not_found`.
     #[error("no file {0:?} in the workspace")]
     NotFound(String),
-    /// 400 `not_a_file`: a directory, a symlink, a special file (or a path through one).
+    /// 409 `not_a_file`: a directory, a symlink, a special file (or a path through one).
     #[error("{0:?} is not a regular file")]
     NotAFile(String),
     /// 500 `internal`.
@@ -100,9 +100,9 @@ impl FileError {
     /// The HTTP status that goes with [`code`](FileError::code).
     pub fn status(&self) -> u16 {
         match self {
-            FileError::InvalidPath { .. }
-            | FileError::InvalidContent(_)
-            | FileError::NotAFile(_) => 400,
+            FileError::InvalidPath { .. } | FileError::InvalidContent(_) => 400,
+            // The path is fine; what the workspace holds there now is in the way.
+            FileError::NotAFile(_) => 409,
             FileError::NotFound(_) => 404,
             FileError::TooLarge { .. } => 413,
             FileError::Full(_) => 507,
@@ -1033,7 +1033,7 @@ mod tests {
             ),
             (FileError::Full("x".into()), "workspace_full", 507),
             (FileError::NotFound("x".into()), "file_not_found", 404),
-            (FileError::NotAFile("x".into()), "not_a_file", 400),
+            (FileError::NotAFile("x".into()), "not_a_file", 409),
             (FileError::Io("x".into()), "internal", 500),
         ];
         for (err, code, status) in cases {

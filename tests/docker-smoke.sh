@@ -577,6 +577,24 @@ else
     fail "/run plot: $(jq -c '{error, images_omitted, n: (.images | length)}' <<<"$plot" 2>/dev/null)"
 fi
 
+# A session keeps state across calls, and a file written in its /workspace comes back
+# (under the read-only root its directory is on the /tmp tmpfs).
+session="$(curl -fsS --max-time 30 -X POST -H 'Content-Type: application/json' \
+    --data-binary '{"runtime":"scientific"}' "$BASE/sessions" | jq -r '.session_id // empty')" || session=""
+turn() { # turn JSON -> the turn's answer
+    curl -fsS --max-time 30 -H 'Content-Type: application/json' --data-binary "$1" \
+        "$BASE/sessions/$session/run"
+}
+if [ -n "$session" ] \
+    && turn '{"code":"import numpy as np\na = np.arange(5)\nopen(\"a.txt\", \"w\").write(\"hi\")"}' >/dev/null \
+    && second="$(turn '{"code":"int(a.sum())"}')" \
+    && jq -e '.result == 10 and .turn == 2' <<<"$second" >/dev/null 2>&1 \
+    && [ "$(curl -fsS --max-time 10 "$BASE/sessions/$session/files/a.txt")" = "hi" ]; then
+    pass "session: state across turns (numpy), a workspace file downloaded"
+else
+    fail "session: ${session:-no session} ${second:-}"
+fi
+
 # The container wrote nothing: the compile cache was baked in (read-only rootfs anyway).
 if podman logs "$NAME" 2>&1 | grep -qi 'compiling\|unusable\|could not write'; then
     fail "the server compiled at start (baked cache not used): $(podman logs "$NAME" 2>&1 | grep -i 'compil\|cache' | head -3)"

@@ -280,7 +280,8 @@ pub enum ErrorKind {
     InvalidContent,
     /// 404: no such file in the workspace.
     FileNotFound,
-    /// 400: the path is a directory or a symlink, not a regular file.
+    /// 409: the path is (or goes through) a directory, a symlink or a file in the
+    /// workspace where a regular file (or directory) is needed.
     NotAFile,
     /// 507: the workspace would pass its byte or file-count bound.
     WorkspaceFull,

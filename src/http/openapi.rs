@@ -286,13 +286,14 @@ pub fn document(limits: &Limits, runtimes: &[&str]) -> Value {
                             &turn_response,
                         )),
                         ("400", refusal("The body is not JSON, or a file in `files` has an \
-                            invalid path (`invalid_path`), content (`invalid_content`) or \
-                            lands on a directory (`not_a_file`).")),
+                            invalid path (`invalid_path`) or content (`invalid_content`).")),
                         ("404", not_found()),
                         ("408", body_timeout()),
                         ("409", refusal("`session_busy`: the session is running another turn; \
-                            or `session_incompatible`: it was suspended by another server \
-                            version or runtime build.")),
+                            `session_incompatible`: it was suspended by another server \
+                            version or runtime build; or `not_a_file`: a file of `files` \
+                            lands on (or goes through) a directory or symlink of the \
+                            workspace.")),
                         ("410", refusal("`session_lost`: the session's state could not be kept \
                             or restored; its files remain readable.")),
                         ("413", refusal("The body, the code, stdin or a file is larger than \
@@ -366,11 +367,11 @@ pub fn document(limits: &Limits, runtimes: &[&str]) -> Value {
                             },
                         }))),
                         ("400", refusal("`invalid_path`: the path breaks a rule (`..`, \
-                            absolute, NUL, too long...); or `not_a_file`: it is or goes \
-                            through a directory or a symlink.")),
+                            absolute, NUL, too long...).")),
                         ("404", not_found()),
                         ("408", body_timeout()),
-                        ("409", session_busy()),
+                        ("409", refusal("`session_busy`: a turn is running; or `not_a_file`: \
+                            the path is or goes through a directory or a symlink.")),
                         ("413", refusal("`too_large`: the file is larger than the upload \
                             limit (--max-upload-mb).")),
                         ("507", refusal("`workspace_full`: the file would pass the \
@@ -389,10 +390,10 @@ pub fn document(limits: &Limits, runtimes: &[&str]) -> Value {
                                 },
                             },
                         })),
-                        ("400", refusal("`invalid_path`: the path breaks a rule; or \
-                            `not_a_file`: it is a directory or a symlink.")),
+                        ("400", refusal("`invalid_path`: the path breaks a rule.")),
                         ("404", refusal("`session_not_found`: no such session (create a new \
                             one with POST /sessions); or `file_not_found`: no such file.")),
+                        ("409", refusal("`not_a_file`: it is a directory or a symlink.")),
                     ])),
                 },
                 "delete": {
@@ -400,11 +401,11 @@ pub fn document(limits: &Limits, runtimes: &[&str]) -> Value {
                     "summary": "Remove a file from the session's /workspace",
                     "responses": guarded(responses(vec![
                         ("204", nothing("The file is removed.")),
-                        ("400", refusal("`invalid_path`: the path breaks a rule; or \
-                            `not_a_file`: it is a directory or a symlink.")),
+                        ("400", refusal("`invalid_path`: the path breaks a rule.")),
                         ("404", refusal("`session_not_found`: no such session (create a new \
                             one with POST /sessions); or `file_not_found`: no such file.")),
-                        ("409", session_busy()),
+                        ("409", refusal("`session_busy`: a turn is running; or `not_a_file`: \
+                            it is a directory or a symlink.")),
                     ])),
                 },
             },

@@ -50,15 +50,17 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// A request body: serde reads a struct from a JSON array too (fields by position), so
-/// only an object is accepted.
+/// only an object is accepted. (Checked on the first byte rather than by parsing into a
+/// `Value` first, which would round numbers through serde_json's fast float parser.)
 pub(super) fn object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(ApiError::from_json)?;
-    if !value.is_object() {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let parsed = serde_json::from_slice(body).map_err(ApiError::from_json)?;
+    if first != Some(&b'{') {
         return Err(ApiError::InvalidRequest(
             "the body must be a JSON object".into(),
         ));
     }
-    serde_json::from_value(value).map_err(ApiError::from_json)
+    Ok(parsed)
 }
 
 /// A path that does not decode (invalid UTF-8 after percent-decoding) is a bad path.

@@ -727,7 +727,7 @@ async fn session_files_go_in_and_out() {
 
     // A directory is not a file; a missing file is file_not_found.
     let (status, _, body) = get_file(&server, &id, "data").await;
-    assert_error(status, &json_of(&body), 400, "not_a_file");
+    assert_error(status, &json_of(&body), 409, "not_a_file");
     let (status, _, body) = get_file(&server, &id, "nope.txt").await;
     assert_error(status, &json_of(&body), 404, "file_not_found");
 
