@@ -486,7 +486,10 @@ impl Sessions {
             id: redact(id),
             why,
         };
-        let restored = match disk::read_state(&slot.dir, &key) {
+        let started = std::time::Instant::now();
+        let state = disk::read_state(&slot.dir, &key);
+        let read = started.elapsed();
+        let restored = match state {
             Ok(Some(mut saved)) => self
                 .sandbox
                 .restore_session(runtime, &slot.dir, meta.seed, meta.started, &mut saved)
@@ -513,6 +516,12 @@ impl Sessions {
         };
         *core = Some(restored);
         slot.meta().suspended = false;
+        tracing::debug!(
+            session = redact(id),
+            read_ms = read.as_secs_f64() * 1e3,
+            restored_ms = started.elapsed().as_secs_f64() * 1e3,
+            "session resumed from disk"
+        );
         Ok(())
     }
 
