@@ -1442,6 +1442,26 @@ async fn idle_sessions_suspend_and_resume_intact() {
     assert_eq!(info_ok(&server, &id).await["turns"], 4);
 }
 
+/// Past `--sessions-memory-mb`, the least recently used idle session is suspended (not the
+/// one just used), and resumes intact.
+#[tokio::test]
+async fn the_memory_budget_suspends_the_least_recently_used_session() {
+    let server = Server::start_with(&["--sessions-memory-mb", "6"]);
+    let older = create(&server).await;
+    let newer = create(&server).await;
+    // ~4 MiB written in each: together past the budget.
+    let fill = "data = bytes(range(256)) * 16384\nlen(data)";
+    assert_eq!(eval(&server, &older, fill).await, json!(4194304));
+    assert_eq!(info_ok(&server, &older).await["state"], "active");
+    assert_eq!(eval(&server, &newer, fill).await, json!(4194304));
+    assert_eq!(info_ok(&server, &older).await["state"], "suspended");
+    assert_eq!(info_ok(&server, &newer).await["state"], "active");
+    assert_eq!(
+        eval(&server, &older, "[len(data), data[-1]]").await,
+        json!([4194304, 255])
+    );
+}
+
 #[tokio::test]
 async fn scientific_state_survives_turns_and_suspension() {
     let server = Server::scientific(&["--session-suspend-after", "1"]);
