@@ -95,6 +95,18 @@ impl EntryPoint {
             reactor_turn(store, instance, false, RUN_TURN).await?;
             bail!("the driver returned instead of exiting");
         }
+        self.call_function(store, instance, self.callable).await?;
+        bail!("the driver returned instead of exiting")
+    }
+
+    /// A command snapshot's way into a driver function: `tp_call(function, (), NULL)`
+    /// through the exported table. Returns the result object's address (0: an exception).
+    async fn call_function(
+        &self,
+        store: &mut Store<GuestState>,
+        instance: &Instance,
+        function: u32,
+    ) -> Result<i32> {
         let table = instance
             .get_table(&mut *store, TABLE_EXPORT)
             .ok_or_else(|| format_err!("snapshot module does not export {TABLE_EXPORT:?}"))?;
@@ -103,13 +115,13 @@ impl EntryPoint {
             .and_then(|r| r.as_func().flatten().copied())
             .ok_or_else(|| format_err!("no function at table index {}", self.table_index))?;
         let args = [
-            Val::I32(self.callable as i32),
+            Val::I32(function as i32),
             Val::I32(self.args as i32),
             Val::I32(0),
         ];
         let mut result = [Val::I32(0)];
         func.call_async(&mut *store, &args, &mut result).await?;
-        bail!("the driver returned instead of exiting")
+        Ok(result[0].unwrap_i32())
     }
 
     /// Run one turn of a session in `instance`: like [`Self::call`], but the driver's
@@ -132,21 +144,7 @@ impl EntryPoint {
                 status => bail!("the session turn returned status {status}"),
             };
         }
-        let table = instance
-            .get_table(&mut *store, TABLE_EXPORT)
-            .ok_or_else(|| format_err!("snapshot module does not export {TABLE_EXPORT:?}"))?;
-        let func = table
-            .get(&mut *store, u64::from(self.table_index))
-            .and_then(|r| r.as_func().flatten().copied())
-            .ok_or_else(|| format_err!("no function at table index {}", self.table_index))?;
-        let args = [
-            Val::I32(self.session as i32),
-            Val::I32(self.args as i32),
-            Val::I32(0),
-        ];
-        let mut result = [Val::I32(0)];
-        func.call_async(&mut *store, &args, &mut result).await?;
-        if result[0].unwrap_i32() == 0 {
+        if self.call_function(store, instance, self.session).await? == 0 {
             bail!("the session turn raised in the driver");
         }
         Ok(())
