@@ -484,8 +484,9 @@ fn file_failure(err: &FileError) -> Result<CallToolResult, ErrorData> {
 }
 
 /// A session operation that did not happen. What the model can act on (create a new
-/// session, wait for a busy one, free room, fix a path) is a tool error whose text starts
-/// with its type; malformed requests and internal failures are JSON-RPC errors.
+/// session, wait for a busy one, fix a path) is a tool error whose text starts with its
+/// type; malformed requests, a server at its session cap (`-32000`, like a busy server)
+/// and internal failures are JSON-RPC errors.
 fn session_failure(err: SessionError) -> Result<CallToolResult, ErrorData> {
     let (kind, text) = match err {
         SessionError::NotFound(id) => (
@@ -502,13 +503,17 @@ fn session_failure(err: SessionError) -> Result<CallToolResult, ErrorData> {
              for it to finish, then retry"
                 .to_string(),
         ),
-        SessionError::TooMany(max) => (
-            "too_many_sessions",
-            format!(
-                "this server holds its maximum of {max} sessions; close one you no longer \
-                 need with close_session, or retry later"
-            ),
-        ),
+        // At capacity, like a busy server: a JSON-RPC error the client can retry on.
+        SessionError::TooMany(max) => {
+            return Err(ErrorData::new(
+                super::BUSY,
+                format!(
+                    "this server holds its maximum of {max} sessions; close one you no longer \
+                     need with close_session, or retry later"
+                ),
+                Some(serde_json::json!({"type": "too_many_sessions"})),
+            ));
+        }
         err @ SessionError::Lost { .. } => (
             "session_lost",
             format!("{err}; call create_session to start a new session"),

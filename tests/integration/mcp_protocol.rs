@@ -662,3 +662,45 @@ async fn sessions_beyond_the_cap_get_busy_until_one_closes() {
     assert_eq!(status, 200, "{init}");
     assert!(session.is_some());
 }
+
+/// Sandbox sessions past `--max-sessions`: `create_session` answers a JSON-RPC error
+/// (-32000, typed `too_many_sessions`), as a busy server does; after `close_session` there
+/// is room again.
+#[tokio::test]
+async fn create_session_beyond_the_cap_is_a_json_rpc_error() {
+    let server = Server::start_with(&["--max-sessions", "1"]);
+    let (status, mcp, init) = post_mcp(&server, INIT, None, &[]).await;
+    assert_eq!(status, 200, "{init}");
+    let mcp = mcp.expect("an MCP session id");
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    post_mcp(&server, initialized, Some(&mcp), &[]).await;
+    let create = |id: u32| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "create_session", "arguments": {}}})
+        .to_string()
+    };
+    let (_, _, first) = post_mcp(&server, &create(2), Some(&mcp), &[]).await;
+    let handle = first["result"]["structuredContent"]["session_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session: {first}"))
+        .to_string();
+    let (_, _, second) = post_mcp(&server, &create(3), Some(&mcp), &[]).await;
+    assert_eq!(error_code(&second), -32000, "{second}");
+    assert_eq!(
+        second["error"]["data"]["type"], "too_many_sessions",
+        "{second}"
+    );
+    let close = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                       "params": {"name": "close_session", "arguments": {"session_id": handle}}})
+    .to_string();
+    let (_, _, closed) = post_mcp(&server, &close, Some(&mcp), &[]).await;
+    assert!(
+        closed["result"].is_object() && closed["result"]["isError"] != true,
+        "{closed}"
+    );
+    let (_, _, again) = post_mcp(&server, &create(5), Some(&mcp), &[]).await;
+    assert!(
+        again["result"]["structuredContent"]["session_id"].is_string(),
+        "{again}"
+    );
+}
