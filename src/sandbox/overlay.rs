@@ -47,7 +47,7 @@ const MAX_HOT: usize = 16 * 1024;
 /// Committed pages of one session's linear memory.
 pub struct Overlay {
     file: File,
-    /// The memfd mapped shared in the host, `max_len` bytes, to compare and copy pages.
+    /// The memfd mapped shared and read-only in the host, `max_len` bytes, to compare pages.
     mirror: Mirror,
     /// One bit per page of linear memory: set if the page is in the memfd.
     pages: Vec<u64>,
@@ -100,7 +100,7 @@ impl Overlay {
             libc::mmap(
                 std::ptr::null_mut(),
                 max_len,
-                libc::PROT_READ | libc::PROT_WRITE,
+                libc::PROT_READ,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
                 0,
@@ -194,27 +194,42 @@ impl Overlay {
         }
         let mut done = Committed::default();
         let mut still_hot = std::collections::HashMap::with_capacity(self.hot.len());
+        let mut changed = Vec::new();
         for run in &written {
             for page in run.clone() {
                 // SAFETY: inside the accessible memory, per the caller.
                 let live = unsafe { std::slice::from_raw_parts(base.add(page * PAGE), PAGE) };
                 debug_assert!((page + 1) * PAGE <= self.len);
-                // SAFETY: the memfd's copy of the page: inside the mirror and the file
-                // (below `len`), and nothing else refers to it now.
-                let kept = unsafe {
-                    std::slice::from_raw_parts_mut(self.mirror.base.add(page * PAGE), PAGE)
-                };
-                let age = if self.has(page) && live == &*kept {
+                // SAFETY: the memfd's copy of the page, inside the mirror and the file
+                // (below `len`); read only where the page is in the memfd (no hole).
+                let unchanged = self.has(page)
+                    && live
+                        == unsafe {
+                            std::slice::from_raw_parts(self.mirror.base.add(page * PAGE), PAGE)
+                        };
+                let age = if unchanged {
                     self.hot.get(&page).copied().unwrap_or(0).saturating_add(1)
                 } else {
-                    kept.copy_from_slice(live);
-                    self.set(page);
-                    done.pages += 1;
+                    changed.push(page);
                     0
                 };
                 still_hot.insert(page, age);
             }
         }
+        // Written with pwrite, not through the mirror: memory the kernel cannot give the
+        // memfd is then an error (the session is lost) rather than a SIGBUS (the server).
+        for run in runs_of(&changed) {
+            let offset = run.start * PAGE;
+            // SAFETY: inside the accessible memory, per the caller.
+            let live = unsafe {
+                std::slice::from_raw_parts(base.add(offset), (run.end - run.start) * PAGE)
+            };
+            self.file.write_all_at(live, offset as u64)?;
+        }
+        for &page in &changed {
+            self.set(page);
+        }
+        done.pages = changed.len();
         // Pages unchanged for a while, or the oldest past the bound, go back to the memfd.
         let mut cold: Vec<usize> = still_hot
             .iter()
