@@ -520,9 +520,7 @@ async fn turn(
     core: &mut SessionCore,
     job: &omcp_sandbox::sandbox::Job,
 ) -> anyhow::Result<Turned> {
-    let (outcome, report) = sandbox
-        .session_turn(core, job, job.limits.scratch_bytes)
-        .await?;
+    let (outcome, report) = sandbox.session_turn(core, job).await?;
     Ok(Turned {
         outcome,
         rolled_back: report.rolled_back,

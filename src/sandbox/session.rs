@@ -236,17 +236,15 @@ impl Sandbox {
     }
 
     /// Run one turn of `job` in the session, waiting for a run slot like any run.
-    /// `writable_bytes`: what the guest may still write to its directories.
     pub async fn session_turn(
         &self,
         core: &mut SessionCore,
         job: &Job,
-        writable_bytes: u64,
     ) -> Result<(Outcome, TurnReport), TurnError> {
         let flavors = self.session_flavors(core.runtime)?;
         let hosting = &self.runtimes[core.runtime].hosting;
         let _slot = self.admit(job.limits.timeout).await?;
-        let (mut outcome, report) = turn(flavors, hosting, &self.limits, core, job, writable_bytes)
+        let (mut outcome, report) = turn(flavors, hosting, &self.limits, core, job)
             .await
             .map_err(|e| TurnError::Lost(format!("{e:#}")))?;
         outcome.runtime = self.runtimes[core.runtime].info.name.to_string();
@@ -293,7 +291,6 @@ async fn turn(
     server: &Limits,
     core: &mut SessionCore,
     job: &Job,
-    writable_bytes: u64,
 ) -> wasmtime::Result<(Outcome, TurnReport)> {
     let started = Instant::now();
     let limits = job.limits;
@@ -328,15 +325,17 @@ async fn turn(
         core.live = Some(instantiate(flavor, flavors, hosting, server, core, metered).await?);
         report.resumed = Some(started.elapsed());
     }
-    // Files now in the session's directories count against the workspace's file bound.
-    let files_now: usize = [core.scratch.workspace(), core.scratch.tmp()]
+    // What the session's directories hold now counts against the workspace's bounds: the
+    // guest may write the rest (bytes, and new files, directories and links).
+    let (bytes_now, files_now) = [core.scratch.workspace(), core.scratch.tmp()]
         .iter()
         .map(|dir| {
             Workspace::open(dir)
                 .and_then(|w| w.usage())
-                .map_or(0, |u| u.1)
+                .unwrap_or((0, 0))
         })
-        .sum();
+        .fold((0, 0), |(b, f), (db, df)| (b + db, f + df));
+    let writable_bytes = job.workspace.max_bytes.saturating_sub(bytes_now);
     let entries = job.workspace.max_files.saturating_sub(files_now);
     let live = core.live.as_mut().expect("made above");
     live.store
@@ -503,16 +502,16 @@ pub async fn self_test(
         Ok(())
     };
     let code = "x = 41\nopen('kept.txt', 'w').write('k')";
-    turn(flavors, hosting, limits, &mut core, &job(code), 1 << 20).await?;
-    let (out, _) = turn(flavors, hosting, limits, &mut core, &job("x + 1"), 1 << 20).await?;
+    turn(flavors, hosting, limits, &mut core, &job(code)).await?;
+    let (out, _) = turn(flavors, hosting, limits, &mut core, &job("x + 1")).await?;
     check("state across turns", &out, serde_json::json!(42))?;
     let code = "y = 1\nx = 0\nimport os\nos._exit(3)";
-    let (out, report) = turn(flavors, hosting, limits, &mut core, &job(code), 1 << 20).await?;
+    let (out, report) = turn(flavors, hosting, limits, &mut core, &job(code)).await?;
     if !report.rolled_back {
         wasmtime::bail!("session self-test: a turn that exited was kept: {out:?}");
     }
     let code = "[x, 'y' in globals(), open('kept.txt').read()]";
-    let (out, report) = turn(flavors, hosting, limits, &mut core, &job(code), 1 << 20).await?;
+    let (out, report) = turn(flavors, hosting, limits, &mut core, &job(code)).await?;
     check("rollback", &out, serde_json::json!([41, false, "k"]))?;
     if report.resumed.is_none() {
         wasmtime::bail!("session self-test: no new instance after a rollback");
@@ -521,15 +520,7 @@ pub async fn self_test(
     core.save(&mut saved)?;
     let overlay = Overlay::load(&mut saved.as_slice(), max)?;
     let mut restored = new_core(0, overlay, dir.path(), None, true).map_err(lost)?;
-    let (out, _) = turn(
-        flavors,
-        hosting,
-        limits,
-        &mut restored,
-        &job("x * 2"),
-        1 << 20,
-    )
-    .await?;
+    let (out, _) = turn(flavors, hosting, limits, &mut restored, &job("x * 2")).await?;
     check("save and restore", &out, serde_json::json!(82))?;
     Ok(())
 }

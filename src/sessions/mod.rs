@@ -604,13 +604,8 @@ impl Sessions {
             workspace.write_all(&job.files, &job.workspace)?;
         }
         let before = workspace.fingerprint()?;
-        let (used, _) = workspace.usage()?;
-        let (tmp_used, _) = Workspace::open(&session.scratch().tmp())
-            .and_then(|w| w.usage())
-            .unwrap_or((0, 0));
-        let writable = job.workspace.max_bytes.saturating_sub(used + tmp_used);
         let turn_number = meta.turns + 1;
-        let result = self.sandbox.session_turn(session, &job, writable).await;
+        let result = self.sandbox.session_turn(session, &job).await;
         let (outcome, report) = match result {
             Ok(done) => done,
             Err(TurnError::Lost(why)) => {
