@@ -13,9 +13,7 @@ Prints {"passed": [...], "failed": [{"name", "detail"}]} and exits 0 only if all
 
 from __future__ import annotations
 
-import argparse
 import base64
-import json
 import struct
 import sys
 import traceback
@@ -23,24 +21,10 @@ from typing import Any
 
 import anyio
 from mcp import ClientSession, MCPError
-from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
+from sdk_harness import CheckFailed, blocks, expect, serve_checks
 
 TOOL = "run_python"
 INVALID_PARAMS = -32602
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond: bool, detail: str) -> None:
-    if not cond:
-        raise CheckFailed(detail)
-
-
-def blocks(result: Any, kind: str) -> list[Any]:
-    return [b for b in result.content if getattr(b, "type", "") == kind]
 
 
 async def run_checks(s: ClientSession) -> dict[str, Any]:
@@ -123,41 +107,5 @@ async def run_checks(s: ClientSession) -> dict[str, Any]:
     return {"passed": passed, "failed": failed}
 
 
-async def run_stdio(cmd: list[str]) -> dict[str, Any]:
-    params = StdioServerParameters(command=cmd[0], args=cmd[1:])
-    async with stdio_client(params) as (read, write):
-        async with ClientSession(read, write) as session:
-            return await run_checks(session)
-
-
-async def run_http(url: str) -> dict[str, Any]:
-    async with streamable_http_client(url) as (read, write):
-        async with ClientSession(read, write) as session:
-            return await run_checks(session)
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="mode", required=True)
-    stdio = sub.add_parser("stdio")
-    stdio.add_argument("cmd", nargs=argparse.REMAINDER)
-    http = sub.add_parser("http")
-    http.add_argument("url")
-    args = parser.parse_args(argv)
-    try:
-        if args.mode == "stdio":
-            cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
-            report = anyio.run(run_stdio, cmd)
-        else:
-            report = anyio.run(run_http, args.url)
-    except BaseException as exc:  # noqa: BLE001 - transport failures: report, do not crash
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        report = {"passed": [], "failed": [{"name": "connect", "detail": "".join(traceback.format_exception(exc))}]}
-    json.dump(report, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0 if not report["failed"] and report["passed"] else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve_checks(sys.argv[1:], __doc__, run_checks))

@@ -17,7 +17,6 @@ Checks run in order and later ones use the sessions earlier ones made.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import re
@@ -27,8 +26,7 @@ from typing import Any
 
 import anyio
 from mcp import ClientSession, MCPError
-from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
+from sdk_harness import CheckFailed, blocks, expect, serve_checks
 
 INVALID_PARAMS = -32602
 RESOURCE_NOT_FOUND = -32002
@@ -36,22 +34,9 @@ SESSION_TOOLS = {"run_python", "create_session", "close_session", "fork_session"
 FIRST_FILE_TEXT = "hello from turn 1"
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond: bool, detail: str) -> None:
-    if not cond:
-        raise CheckFailed(detail)
-
-
 def dump(model: Any) -> str:
     s = json.dumps(model.model_dump(by_alias=True, mode="json", exclude_none=True), default=str)
     return s if len(s) <= 1500 else s[:1500] + "..."
-
-
-def blocks(result: Any, kind: str) -> list[Any]:
-    return [b for b in result.content if getattr(b, "type", "") == kind]
 
 
 def text_of(result: Any) -> str:
@@ -288,41 +273,5 @@ async def run_checks(s: ClientSession) -> dict[str, Any]:
     return {"passed": passed, "failed": failed}
 
 
-async def run_stdio(cmd: list[str]) -> dict[str, Any]:
-    params = StdioServerParameters(command=cmd[0], args=cmd[1:])
-    async with stdio_client(params, errlog=sys.stderr) as (read, write):
-        async with ClientSession(read, write) as session:
-            return await run_checks(session)
-
-
-async def run_http(url: str) -> dict[str, Any]:
-    async with streamable_http_client(url) as (read, write):
-        async with ClientSession(read, write) as session:
-            return await run_checks(session)
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="mode", required=True)
-    stdio = sub.add_parser("stdio")
-    stdio.add_argument("cmd", nargs=argparse.REMAINDER)
-    http = sub.add_parser("http")
-    http.add_argument("url")
-    args = parser.parse_args(argv)
-    try:
-        if args.mode == "stdio":
-            cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
-            report = anyio.run(run_stdio, cmd)
-        else:
-            report = anyio.run(run_http, args.url)
-    except BaseException as exc:  # noqa: BLE001 - transport failures: report, do not crash
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        report = {"passed": [], "failed": [{"name": "connect", "detail": "".join(traceback.format_exception(exc))}]}
-    json.dump(report, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0 if not report["failed"] and report["passed"] else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve_checks(sys.argv[1:], __doc__, run_checks))
