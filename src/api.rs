@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::limits::LimitRequest;
-use crate::outcome::{Image, Outcome, Stop};
+use crate::outcome::{Display, Image, Outcome, Stop};
 use crate::workspace::{FileIn, FileOut};
 
 /// `POST /run` body.
@@ -255,9 +255,20 @@ mod seed_number {
 /// The outcome of one run.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RunResponse {
-    /// The value of the last expression: JSON if it is a str, int, float, bool, None or a
-    /// list/dict of those; otherwise its repr() as a string. null when there is none.
+    /// The value of the last expression, as data (null when there is none): itself when
+    /// it is JSON (str, int, float, bool, None, lists and str-keyed dicts); numpy scalars
+    /// as numbers; non-finite floats as "nan", "inf", "-inf"; ndarrays, DataFrames,
+    /// Series, tuples, sets, bytes, dates, Decimals... as objects with a "type" (see the
+    /// README, "Values"); anything else as its repr() string. `result_type` names the
+    /// Python type, `result_text` is what a notebook prints.
+    #[schemars(schema_with = "crate::value_forms::schema")]
     pub result: Option<Value>,
+    /// The value as a notebook prints it: its repr() (a DataFrame's is an aligned table),
+    /// cut at the output limit. null when there is no value.
+    pub result_text: Option<String>,
+    /// The value's Python type: "int", "tuple", "numpy.ndarray", "pandas.DataFrame"...
+    /// null when there is no value.
+    pub result_type: Option<String>,
     /// What the program wrote to stdout.
     pub output: String,
     /// The traceback of an uncaught exception, or why a limit stopped the run; null if none.
@@ -283,6 +294,12 @@ pub struct RunResponse {
     /// Figures that were not returned, each with why (too many, too large, over the byte
     /// budget, or rendering failed): nothing is dropped silently.
     pub images_omitted: Vec<String>,
+    /// What the run showed, in order: each object given to `display()` (its data, in the
+    /// same forms as `result`, and its text), and each figure (`display(fig)`,
+    /// `plt.show()`, or left open at the end; also in `images`). `output_offset` places an
+    /// item in `output`: `output[:output_offset]` was printed before it (in characters).
+    /// Items count against the output limit; one past it is an `omitted` item saying so.
+    pub displays: Vec<Display>,
     /// Files in /workspace the run created or changed (a stateless run's workspace is gone
     /// afterwards): text as "utf-8", the rest "base64"; past the server's byte budget a
     /// file is listed without `content` and with `omitted: true`.
@@ -294,6 +311,8 @@ impl From<Outcome> for RunResponse {
     fn from(outcome: Outcome) -> Self {
         RunResponse {
             result: outcome.result,
+            result_text: outcome.result_repr,
+            result_type: outcome.result_type,
             output: outcome.output,
             error: outcome.error,
             stderr: outcome.stderr,
@@ -305,6 +324,7 @@ impl From<Outcome> for RunResponse {
             runtime: outcome.runtime,
             images: outcome.images,
             images_omitted: outcome.images_omitted,
+            displays: outcome.displays,
             files: outcome.files,
         }
     }

@@ -4,6 +4,8 @@
 //! - [`sandbox`]: the only door to wasm (engine, per-run store, limits, outcome, driver).
 //! - [`api`]: request/response types shared by HTTP, MCP and the CLI.
 //! - [`outcome`]: how a run ended, and how the guest's raw output becomes that.
+//! - [`value_forms`]: the JSON forms of values that are not JSON (numpy, pandas, tuples,
+//!   dates...), as the guest's driver writes them.
 //! - [`limits`]: the operator's limits and how a request's overrides resolve against them.
 //! - [`http`]: `POST /run`, `/mcp` and `/healthz` on one axum router.
 //! - [`mcp`]: the `run_python` tool handler, apart from its transports.
@@ -13,13 +15,14 @@
 //! - [`sessions`]: interpreters that live across calls, their workspaces, suspension to
 //!   disk and the bounds on them (the faces' one door to session state).
 //!
-//! `api`, `outcome`, `limits` and `workspace` parse and check untrusted bytes and need nothing of the
+//! `api`, `outcome`, `value_forms`, `limits` and `workspace` parse and check untrusted bytes and need nothing of the
 //! runtime; everything else is behind the default `runtime` feature, so the fuzz targets
 //! build (and instrument) only the parsing code, not wasmtime.
 
 pub mod api;
 pub mod limits;
 pub mod outcome;
+pub mod value_forms;
 pub mod workspace;
 
 #[cfg(feature = "runtime")]

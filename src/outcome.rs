@@ -55,11 +55,16 @@ impl Stop {
 /// The outcome of one run.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    /// The last expression's value: JSON when it is JSON (str, int, float, bool, None, and
-    /// lists/dicts of those), otherwise its `repr()`.
+    /// The last expression's value as data: itself when it is JSON, its JSON form when it
+    /// has one (numpy, pandas, tuples, dates... see the driver's values.py), otherwise its
+    /// `repr()`.
     pub result: Option<Value>,
     /// `repr()` of the last expression's value, as a REPL would print it.
     pub result_repr: Option<String>,
+    /// The value's Python type ("int", "numpy.ndarray", "pandas.DataFrame").
+    pub result_type: Option<String>,
+    /// What `display()` showed and the figures rendered, in order.
+    pub displays: Vec<Display>,
     pub output: String,
     pub stderr: String,
     /// The traceback of an uncaught exception, or why a limit stopped the run.
@@ -80,6 +85,58 @@ pub struct Outcome {
     pub images_omitted: Vec<String>,
     /// Files of the workspace a stateless run created or changed.
     pub files: Vec<crate::workspace::FileOut>,
+}
+
+/// A piece of what a run showed, in the order it happened: see [`Outcome::in_order`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Piece<'a> {
+    /// Output printed between display items.
+    Output(&'a str),
+    Shown(&'a Display),
+}
+
+/// What a run showed, in the order a notebook shows it (see [`Outcome::in_order`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InOrder<'a> {
+    /// The output and the display items interleaved as they happened.
+    pub pieces: Vec<Piece<'a>>,
+    /// The output after the last of them: the value or the error follows it.
+    pub rest: &'a str,
+    /// Figures left open when the cell ended: they come after the value.
+    pub after: Vec<&'a Display>,
+}
+
+impl Outcome {
+    /// The output and the display items as a notebook shows them.
+    pub fn in_order(&self) -> InOrder<'_> {
+        let mut pieces = Vec::with_capacity(2 * self.displays.len());
+        let mut after = Vec::new();
+        let mut printed = 0; // bytes of `output` already in `pieces`
+        let (mut chars, mut at) = (0, 0); // an item's offset, in characters and in bytes
+        for item in &self.displays {
+            if let Display::Image { at_end: true, .. } = item {
+                after.push(item);
+                continue;
+            }
+            for ch in self.output[at..].chars() {
+                if chars >= item.output_offset() {
+                    break;
+                }
+                chars += 1;
+                at += ch.len_utf8();
+            }
+            if at > printed {
+                pieces.push(Piece::Output(&self.output[printed..at]));
+                printed = at;
+            }
+            pieces.push(Piece::Shown(item));
+        }
+        InOrder {
+            pieces,
+            rest: &self.output[printed..],
+            after,
+        }
+    }
 }
 
 /// One figure, rendered by the guest. Width and height are read from the PNG itself.
@@ -121,12 +178,95 @@ impl Image {
     }
 }
 
+/// One item a run showed, in order: an object given to `display()`, or a figure (shown with
+/// `display(fig)` or `plt.show()`, or left open at the end). `output_offset` is where it
+/// came in the run's `output`, in characters (Unicode code points): what was printed before
+/// it is `output[:output_offset]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Display {
+    /// An object: its data in the same JSON form as `result`, and the text a notebook
+    /// prints for it.
+    Value {
+        #[schemars(schema_with = "crate::value_forms::schema")]
+        value: Value,
+        text: String,
+        /// Its Python type ("pandas.DataFrame").
+        value_type: String,
+        /// Its text was cut at the output limit.
+        truncated: bool,
+        output_offset: usize,
+    },
+    /// A figure, rendered to PNG.
+    Image {
+        #[serde(flatten)]
+        image: Image,
+        output_offset: usize,
+        /// Left open when the cell ended (not shown with `display()` or `plt.show()`):
+        /// a notebook shows it after the cell's value.
+        #[serde(default)]
+        at_end: bool,
+    },
+    /// An item that is not there (past the output budget, a figure over the image bounds,
+    /// an object that could not be shown), and why.
+    Omitted {
+        reason: String,
+        output_offset: usize,
+    },
+}
+
+impl Display {
+    pub fn output_offset(&self) -> usize {
+        match self {
+            Display::Value { output_offset, .. }
+            | Display::Image { output_offset, .. }
+            | Display::Omitted { output_offset, .. } => *output_offset,
+        }
+    }
+}
+
+/// A run shows at most this many items; past it they are counted in one `omitted` item.
+pub const MAX_DISPLAYS: usize = 1000;
+
+/// A display item as the driver frames it (see `record` in driver.py).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Record {
+    Value {
+        value: Value,
+        text: String,
+        value_type: String,
+        #[serde(default)]
+        truncated: bool,
+    },
+    /// The index of the image in the envelope's `images`.
+    Image {
+        index: usize,
+        #[serde(default)]
+        at_end: bool,
+    },
+    Omitted {
+        reason: String,
+    },
+}
+
+/// A display item as the host received it: where it came in stdout, and its bytes, or
+/// how large it was when it did not fit the output budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// Bytes of stdout written before it.
+    pub at: usize,
+    pub body: Result<Vec<u8>, usize>,
+}
+
 /// The driver's report, as it writes it after the marker (see driver.py).
 #[derive(Debug, Deserialize)]
 struct Envelope {
     pub result: Option<Value>,
     pub has_result: bool,
     pub repr: Option<String>,
+    #[serde(default, rename = "type")]
+    pub value_type: Option<String>,
     pub error: Option<String>,
     pub exit: bool,
     pub exit_code: i32,
@@ -163,6 +303,11 @@ pub enum Overflow {
 /// envelope: the driver writes a per-run random marker to stdout in one write, then the
 /// envelope. Only a write equal to the marker switches the stream, so nothing a program
 /// prints, however it imitates the envelope, can change the reported result.
+///
+/// Display items come the same way, before the envelope: one write of the marker, `D` and
+/// the item's length in ten digits, then that many bytes. An item is charged to the same
+/// budget as the output; one that does not fit is not kept, and the answer says so (the
+/// run goes on: like a figure over its bounds, it is a thing left out, not a flood).
 #[derive(Debug, Default)]
 pub struct Captured {
     pub stdout: Vec<u8>,
@@ -171,14 +316,21 @@ pub struct Captured {
     pub envelope: Option<Vec<u8>>,
     /// The run tried to write beyond its output budget (or an oversized envelope).
     pub overflowed: bool,
+    /// Display items, in order (at most [`MAX_DISPLAYS`]).
+    pub shown: Vec<Shown>,
+    /// Display items past [`MAX_DISPLAYS`], not kept.
+    pub shown_dropped: usize,
+    /// Bytes of the display item being received still to come (and whether it is kept).
+    pending: Option<(usize, bool)>,
     marker: Vec<u8>,
     budget: usize,
     envelope_cap: usize,
 }
 
 impl Captured {
-    /// `budget`: bytes of stdout + stderr the program may write. `envelope_cap`: room for
-    /// the driver's envelope, whose fields the driver itself clips to about `budget`.
+    /// `budget`: bytes of stdout + stderr (and display items) the program may write.
+    /// `envelope_cap`: room for the driver's envelope, whose fields the driver itself clips
+    /// to about `budget`.
     pub fn new(marker: Vec<u8>, budget: usize, envelope_cap: usize) -> Self {
         Captured {
             marker,
@@ -201,7 +353,23 @@ impl Captured {
                 return Ok(());
             }
             if !self.marker.is_empty() && bytes == self.marker.as_slice() {
+                self.pending = None;
                 self.envelope = Some(Vec::new());
+                return Ok(());
+            }
+            if let Some((left, keep)) = self.pending {
+                let take = left.min(bytes.len());
+                if keep && let Some(Shown { body: Ok(body), .. }) = self.shown.last_mut() {
+                    body.extend_from_slice(&bytes[..take]);
+                }
+                self.pending = (take < left).then_some((left - take, keep));
+                return match &bytes[take..] {
+                    [] => Ok(()),
+                    rest => self.write(channel, rest),
+                };
+            }
+            if let Some(len) = self.display_header(bytes) {
+                self.start_display(len);
                 return Ok(());
             }
         }
@@ -217,6 +385,40 @@ impl Captured {
             return Err(Overflow::Output);
         }
         Ok(())
+    }
+
+    /// The length a display item's header announces: the marker, `D`, ten digits.
+    fn display_header(&self, bytes: &[u8]) -> Option<usize> {
+        let m = self.marker.len();
+        if m == 0 || bytes.len() != m + 11 || !bytes.starts_with(&self.marker) {
+            return None;
+        }
+        let (tag, digits) = bytes[m..].split_first()?;
+        if *tag != b'D' || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    }
+
+    fn start_display(&mut self, len: usize) {
+        let keep = if self.shown.len() >= MAX_DISPLAYS {
+            self.shown_dropped += 1;
+            false
+        } else if len <= self.budget {
+            self.budget -= len;
+            self.shown.push(Shown {
+                at: self.stdout.len(),
+                body: Ok(Vec::with_capacity(len.min(64 * 1024))),
+            });
+            true
+        } else {
+            self.shown.push(Shown {
+                at: self.stdout.len(),
+                body: Err(len),
+            });
+            false
+        };
+        self.pending = (len > 0).then_some((len, keep));
     }
 }
 
@@ -248,8 +450,12 @@ pub fn assemble(
     memory_refused: bool,
     limits: Quoted,
 ) -> Outcome {
+    let (output, offsets) = decode_in_pieces(&captured.stdout, &captured.shown);
+    // Where each image of the envelope went in `outcome.images` (a bad one is dropped).
+    let mut slots: Vec<Option<usize>> = Vec::new();
+    let mut reported = false;
     let mut outcome = Outcome {
-        output: String::from_utf8_lossy(&captured.stdout).into_owned(),
+        output,
         stderr: String::from_utf8_lossy(&captured.stderr).into_owned(),
         truncated: captured.overflowed,
         ..Outcome::default()
@@ -269,8 +475,10 @@ pub fn assemble(
     match ended {
         Ended::Exited(status) => match envelope {
             Some(env) => {
+                reported = true;
                 outcome.result = env.has_result.then_some(env.result).flatten();
                 outcome.result_repr = env.repr;
+                outcome.result_type = env.has_result.then_some(env.value_type).flatten();
                 outcome.truncated |= env.truncated;
                 outcome.exit_code = Some(env.exit_code);
                 if env.exit {
@@ -283,10 +491,16 @@ pub fn assemble(
                 outcome.images_omitted = env.images_omitted;
                 for (number, data) in env.images.into_iter().enumerate() {
                     match Image::from_base64(data) {
-                        Ok(image) => outcome.images.push(image),
-                        Err(why) => outcome
-                            .images_omitted
-                            .push(format!("image {}: dropped by the host, {why}", number + 1)),
+                        Ok(image) => {
+                            slots.push(Some(outcome.images.len()));
+                            outcome.images.push(image);
+                        }
+                        Err(why) => {
+                            slots.push(None);
+                            outcome
+                                .images_omitted
+                                .push(format!("image {}: dropped by the host, {why}", number + 1))
+                        }
                     }
                 }
             }
@@ -316,7 +530,96 @@ pub fn assemble(
             outcome.error = Some(stop_message(stop, detail, limits));
         }
     }
+    outcome.displays = displays(captured, &offsets, &slots, &outcome.images, reported);
+    if captured.shown_dropped > 0 || captured.shown.iter().any(|s| s.body.is_err()) {
+        outcome.truncated = true;
+    }
     outcome
+}
+
+/// The program's stdout as text, decoded piece by piece between display items, so that
+/// each item's offset (in characters) is exact even where the bytes are not UTF-8.
+fn decode_in_pieces(stdout: &[u8], shown: &[Shown]) -> (String, Vec<usize>) {
+    let mut text = String::with_capacity(stdout.len());
+    let mut offsets = Vec::with_capacity(shown.len());
+    let (mut done, mut chars) = (0, 0);
+    for item in shown {
+        let at = item.at.clamp(done, stdout.len());
+        if at > done {
+            let piece = String::from_utf8_lossy(&stdout[done..at]);
+            chars += piece.chars().count();
+            text.push_str(&piece);
+            done = at;
+        }
+        offsets.push(chars);
+    }
+    text.push_str(&String::from_utf8_lossy(&stdout[done..]));
+    (text, offsets)
+}
+
+/// The display items, from what the driver framed: images looked up in the envelope's
+/// (`slots`: where each went in `images`), what could not be kept named and explained.
+fn displays(
+    captured: &Captured,
+    offsets: &[usize],
+    slots: &[Option<usize>],
+    images: &[Image],
+    reported: bool,
+) -> Vec<Display> {
+    let mut items = Vec::with_capacity(captured.shown.len() + 1);
+    for (shown, &output_offset) in captured.shown.iter().zip(offsets) {
+        let omitted = |reason: String| Display::Omitted {
+            reason,
+            output_offset,
+        };
+        let body = match &shown.body {
+            Ok(body) => body,
+            Err(size) => {
+                items.push(omitted(format!(
+                    "display: an item of {size} bytes was left out, past the run's output limit"
+                )));
+                continue;
+            }
+        };
+        items.push(match serde_json::from_slice::<Record>(body) {
+            Ok(Record::Value {
+                value,
+                text,
+                value_type,
+                truncated,
+            }) => Display::Value {
+                value,
+                text,
+                value_type,
+                truncated,
+                output_offset,
+            },
+            Ok(Record::Image { index, at_end }) => match slots.get(index) {
+                Some(Some(slot)) => Display::Image {
+                    image: images[*slot].clone(),
+                    output_offset,
+                    at_end,
+                },
+                Some(None) => omitted(format!("image {}: dropped by the host", index + 1)),
+                None if !reported => omitted(
+                    "figure: rendered, but the run stopped before its images were returned".into(),
+                ),
+                None => omitted(format!("image {}: no such image", index + 1)),
+            },
+            Ok(Record::Omitted { reason }) => omitted(reason),
+            Err(_) => omitted("display: an item the host could not read".into()),
+        });
+    }
+    if captured.shown_dropped > 0 {
+        items.push(Display::Omitted {
+            reason: format!(
+                "display: {} more item(s) left out, a run shows at most {MAX_DISPLAYS}",
+                captured.shown_dropped
+            ),
+            output_offset: offsets.last().copied().unwrap_or(0),
+        });
+    }
+    items
 }
 
 fn stop_message(stop: Stop, detail: Option<String>, limits: Quoted) -> String {
@@ -371,6 +674,69 @@ mod tests {
         c.write(Channel::Stdout, b"{}").unwrap();
         assert_eq!(c.envelope.as_deref(), Some(&b"{}"[..]));
         assert_eq!(c.stdout, b"MARK{\"result\": 1}");
+    }
+
+    fn display_header(marker: &[u8], len: usize) -> Vec<u8> {
+        [marker, format!("D{len:010}").as_bytes()].concat()
+    }
+
+    #[test]
+    fn display_items_share_the_budget_and_keep_their_place() {
+        let mut c = Captured::new(b"MARK".to_vec(), 100, 1000);
+        let item = br#"{"kind": "value", "value": [1], "text": "[1]", "value_type": "list"}"#;
+        c.write(Channel::Stdout, "tö\n".as_bytes()).unwrap();
+        c.write(Channel::Stdout, &display_header(b"MARK", item.len()))
+            .unwrap();
+        // A body may come in several writes.
+        c.write(Channel::Stdout, &item[..10]).unwrap();
+        c.write(Channel::Stdout, &item[10..]).unwrap();
+        // Past the budget: left out, and the run goes on.
+        c.write(Channel::Stdout, &display_header(b"MARK", 500))
+            .unwrap();
+        c.write(Channel::Stdout, &[b'x'; 500]).unwrap();
+        c.write(Channel::Stdout, b"end").unwrap();
+        // A look-alike header (wrong length, no marker) is only output.
+        c.write(Channel::Stdout, b"D0000000001").unwrap();
+        c.write(Channel::Stdout, b"MARK").unwrap();
+        c.write(
+            Channel::Stdout,
+            br#"{"result": null, "has_result": false, "repr": null, "error": null, "exit": false, "exit_code": 0, "truncated": false}"#,
+        )
+        .unwrap();
+        assert_eq!(c.stdout, "tö\nendD0000000001".as_bytes());
+        assert_eq!(c.shown.len(), 2);
+        assert_eq!(c.shown[1].body, Err(500));
+        let limits = Quoted {
+            timeout_ms: 1,
+            fuel: 1,
+            memory_mb: 1,
+            max_output_bytes: 100,
+        };
+        let outcome = assemble(&c, Ended::Exited(0), false, limits);
+        assert!(outcome.truncated);
+        assert_eq!(
+            outcome.displays[0],
+            Display::Value {
+                value: serde_json::json!([1]),
+                text: "[1]".into(),
+                value_type: "list".into(),
+                truncated: false,
+                output_offset: 3,
+            }
+        );
+        let Display::Omitted {
+            reason,
+            output_offset,
+        } = &outcome.displays[1]
+        else {
+            panic!("{:?}", outcome.displays[1]);
+        };
+        assert_eq!(*output_offset, 3);
+        assert!(reason.contains("500 bytes"), "{reason}");
+        let shown = outcome.in_order();
+        assert_eq!(shown.pieces.len(), 3);
+        assert_eq!(shown.pieces[0], Piece::Output("tö\n"));
+        assert_eq!(shown.rest, "endD0000000001");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::{EXIT_LIMIT, EXIT_TRAP};
 use crate::api::RunResponse;
 use crate::cli::RunArgs;
 use crate::limits::LimitRequest;
+use crate::outcome::{Display, Piece};
 use crate::sandbox::{Outcome, Sandbox, Stop};
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -66,12 +67,22 @@ fn read_code(args: &RunArgs) -> anyhow::Result<(String, Option<String>)> {
 
 fn print_like_a_repl(outcome: &Outcome) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(outcome.output.as_bytes())?;
+    let shown = outcome.in_order();
+    for piece in &shown.pieces {
+        match piece {
+            Piece::Output(text) => out.write_all(text.as_bytes())?,
+            Piece::Shown(item) => print_display(&mut out, item)?,
+        }
+    }
+    out.write_all(shown.rest.as_bytes())?;
     if let Some(repr) = &outcome.result_repr {
         // The REPL shows nothing for None.
         if repr != "None" {
             writeln!(out, "{repr}")?;
         }
+    }
+    for item in &shown.after {
+        print_display(&mut out, item)?;
     }
     out.flush()?;
     let mut err = std::io::stderr().lock();
@@ -83,6 +94,19 @@ fn print_like_a_repl(outcome: &Outcome) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A display item in a terminal: a value's text; a figure only named (`--json` has it).
+fn print_display(out: &mut impl Write, item: &Display) -> std::io::Result<()> {
+    match item {
+        Display::Value { text, .. } => writeln!(out, "{text}"),
+        Display::Image { image, .. } => writeln!(
+            out,
+            "[figure: {}x{} PNG; `run --json` returns it]",
+            image.width, image.height
+        ),
+        Display::Omitted { reason, .. } => writeln!(out, "[left out: {reason}]"),
+    }
 }
 
 fn exit_status(outcome: &Outcome) -> u8 {

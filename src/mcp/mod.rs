@@ -29,6 +29,7 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{RunPythonArgs, RunResponse, SessionRunResponse};
+use crate::outcome::{Display, Piece};
 use crate::sandbox::{Outcome, RunError, Sandbox, Stop};
 use crate::sessions::Sessions;
 
@@ -87,8 +88,12 @@ fn tool_description(sandbox: &Sandbox) -> String {
          {\"code\": \"name = input()\\nf'hello {name}'\", \"stdin\": \"Ada\"}  ->  result \
          \"hello Ada\"\n  {\"code\": \"x = 41\", \"session_id\": \"<from create_session>\"}, \
          then {\"code\": \"x + 1\", \"session_id\": \"<the same>\"}  ->  result 42\n\n\
-         The result is JSON when the value is a str, int, float, bool, None, \
-         or a list/dict of those, otherwise its repr() as a string. An uncaught exception \
+         The result is the value as data: JSON types as they are, numpy numbers as numbers, \
+         arrays, DataFrames, tuples, sets, dates... as objects with a \"type\" (a DataFrame: \
+         columns, index, data rows, dtypes, shape), anything else its repr(); the text shows \
+         it as a notebook prints it (a DataFrame as an aligned table). display(obj, ...) \
+         shows values, tables and figures in order among the printed output, as in a \
+         notebook. An uncaught exception \
          returns its traceback in `error` (isError true). `seed` makes random numbers and \
          clocks deterministic (for a session, give it to create_session). Runs are bounded \
          in time, instructions, memory and output; `stopped` says which limit ended a run \
@@ -412,11 +417,14 @@ fn failure(kind: &str, message: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(format!("[{kind}] {message}"))])
 }
 
-/// What a run's outcome shows: whether it failed, a text block a model can read (the
-/// output, then the value or the traceback / stop reason), image blocks, and the `/run`
-/// object for the structured content.
+/// What a run's outcome shows: whether it failed; `lead`, the blocks of what it printed and
+/// displayed, in the order it happened (empty when it displayed nothing); a text block a
+/// model can read (the rest of the output, then the value or the traceback / stop reason);
+/// image blocks of figures not already in `lead`; and the `/run` object for the structured
+/// content.
 struct Rendered {
     failed: bool,
+    lead: Vec<ContentBlock>,
     text: String,
     images: Vec<ContentBlock>,
     response: RunResponse,
@@ -429,9 +437,27 @@ fn render(outcome: Outcome) -> Rendered {
             Some(_) => true,
             None => false,
         };
+    // Output and displays interleaved as they happened: the output printed before each
+    // display item, then the item (its text, or its image).
+    let shown = outcome.in_order();
+    let output = shown.rest;
+    let mut lead = Vec::with_capacity(shown.pieces.len());
+    let mut shown_images = std::collections::HashSet::new();
+    for piece in &shown.pieces {
+        lead.push(match piece {
+            Piece::Output(text) => ContentBlock::text(*text),
+            Piece::Shown(item) => display_block(item, &mut shown_images),
+        });
+    }
+    // Figures left open at the end come after the value, as in a notebook.
+    let mut images: Vec<ContentBlock> = shown
+        .after
+        .iter()
+        .map(|item| display_block(item, &mut shown_images))
+        .collect();
     let mut text = String::new();
-    if !outcome.output.is_empty() {
-        text.push_str(&outcome.output);
+    if !output.is_empty() {
+        text.push_str(output);
         if !text.ends_with('\n') {
             text.push('\n');
         }
@@ -446,14 +472,20 @@ fn render(outcome: Outcome) -> Rendered {
     if let Some(error) = &outcome.error {
         text.push_str(error);
     } else if let Some(repr) = &outcome.result_repr {
-        text.push_str(&format!("Result: {repr}"));
+        // A table or a multi-line array starts on a line of its own, its columns aligned.
+        let gap = if repr.contains('\n') { "\n" } else { " " };
+        text.push_str(&format!("Result:{gap}{repr}"));
     } else if let Some(Stop::Exit) = outcome.stopped {
         text.push_str(&format!(
             "Exited with status {}",
             outcome.exit_code.unwrap_or(0)
         ));
     } else if text.is_empty() {
-        text.push_str("(no output and no value)");
+        text.push_str(if lead.is_empty() {
+            "(no output and no value)"
+        } else {
+            "(no value)"
+        });
     }
     if outcome.truncated {
         text.push_str("\n[output truncated at the server's limit]");
@@ -469,26 +501,51 @@ fn render(outcome: Outcome) -> Rendered {
     }
     // Images travel as `image` content blocks; in the structured copy they would repeat
     // megabytes of base64 that the model cannot look at as a picture.
-    let images: Vec<ContentBlock> = outcome
-        .images
-        .iter()
-        .map(|image| ContentBlock::image(image.data.clone(), image.mime_type.clone()))
-        .collect();
+    images.extend(
+        outcome
+            .images
+            .iter()
+            .filter(|image| !shown_images.contains(image.data.as_str()))
+            .map(|image| ContentBlock::image(image.data.clone(), image.mime_type.clone())),
+    );
     let mut response = RunResponse::from(outcome);
     for image in &mut response.images {
         image.data = String::new();
     }
+    for item in &mut response.displays {
+        if let Display::Image { image, .. } = item {
+            image.data = String::new();
+        }
+    }
     Rendered {
         failed,
+        lead,
         text,
         images,
         response,
     }
 }
 
-/// A result of `failed`'s kind: the text first, then `blocks`, and the structured copy.
+/// A display item as a content block: a value's text, a figure's image, or why an item is
+/// not there. `shown` collects the images already sent.
+fn display_block<'a>(
+    item: &'a Display,
+    shown: &mut std::collections::HashSet<&'a str>,
+) -> ContentBlock {
+    match item {
+        Display::Value { text, .. } => ContentBlock::text(text),
+        Display::Image { image, .. } => {
+            shown.insert(image.data.as_str());
+            ContentBlock::image(image.data.clone(), image.mime_type.clone())
+        }
+        Display::Omitted { reason, .. } => ContentBlock::text(format!("[left out: {reason}]")),
+    }
+}
+
+/// A result of `failed`'s kind: `lead`, the text, then `blocks`, and the structured copy.
 fn assemble(
     failed: bool,
+    lead: Vec<ContentBlock>,
     text: String,
     blocks: Vec<ContentBlock>,
     structured: serde_json::Value,
@@ -498,7 +555,8 @@ fn assemble(
     } else {
         CallToolResult::success(vec![])
     };
-    result.content = vec![ContentBlock::text(text)];
+    result.content = lead;
+    result.content.push(ContentBlock::text(text));
     result.content.extend(blocks);
     result.structured_content = Some(structured);
     result
@@ -510,6 +568,7 @@ fn assemble(
 fn stateless_result(outcome: Outcome) -> CallToolResult {
     let Rendered {
         failed,
+        lead,
         mut text,
         images: mut blocks,
         response,
@@ -542,5 +601,5 @@ fn stateless_result(outcome: Outcome) -> CallToolResult {
         ));
     }
     let structured = serde_json::to_value(&response).expect("RunResponse serializes");
-    assemble(failed, text, blocks, structured)
+    assemble(failed, lead, text, blocks, structured)
 }

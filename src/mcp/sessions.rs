@@ -331,6 +331,7 @@ impl SandboxTools {
         } = answer;
         let super::Rendered {
             failed,
+            lead,
             mut text,
             images: mut blocks,
             response,
@@ -367,7 +368,7 @@ impl SandboxTools {
             files_changed: changed,
         };
         let structured = serde_json::to_value(&response).expect("SessionRunResponse serializes");
-        assemble(failed, text, blocks, structured)
+        assemble(failed, lead, text, blocks, structured)
     }
 
     /// `resources/read` of `omcp://sessions/{id}/files/{path}`: text contents when the file

@@ -11,6 +11,9 @@
 #   stdout = whatever the code prints, then the marker bytes in one write, then the
 #            envelope. The host's stream switches to envelope mode only on a write that
 #            equals the per-run random marker, so printed text can never become the result.
+#            Before that, each `display()` item is a write of the marker, "D" and a
+#            ten-digit length, then that many bytes of JSON (see `record`), in its place
+#            among what the code prints.
 #   exit   = os._exit(0) once the envelope is out: skips interpreter finalisation (~5 ms).
 #            The envelope carries the cell's own exit status (WASI cannot exit >= 126).
 #            A session's turn returns instead: the interpreter lives on for the next turn,
@@ -29,6 +32,9 @@
 # returns instead of exiting); a snapshot's runs are each one `turn("_omcp_run()")`.
 # Sessions enter `session` instead of `run` (through its own tp_call, or with
 # `turn("__import__('sys')._omcp_session()")`), and it returns after the envelope.
+#
+# Values: the last expression's value and each displayed object become JSON data and the
+# text a notebook prints by the rules of values.py (prepended to this file by the host).
 #
 # Figures: when matplotlib's pyplot is loaded, the figures a cell leaves open (and those
 # it shows with `plt.show()`, which the runtime points at `show` below) are rendered to
@@ -65,6 +71,7 @@ def _omcp_driver():
     ONLY_AST = _ast.PyCF_ONLY_AST
     modules = sys.modules
     from _io import FileIO, TextIOWrapper
+    encode, shown_text, type_name = _omcp_values(quote)
 
     # The workspace is the working directory, as in a notebook: relative paths are files
     # the client can send and fetch.
@@ -113,50 +120,6 @@ def _omcp_driver():
             got += len(more)
         return b"".join(parts)
 
-    def is_json(value, depth=0):
-        # Exact types only: a tuple or an int subclass (e.g. a bool-like enum) is shown
-        # as its repr rather than silently converted into something else. Integers
-        # outside 64 bits are not JSON numbers every client can read back exactly.
-        kind = type(value)
-        if value is None or kind is bool:
-            return True
-        if kind is str:
-            # Lone surrogates are valid Python but not valid JSON text.
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
-            return True
-        if kind is int:
-            return -(2**63) <= value < 2**64
-        if kind is float:
-            return value == value and value not in (float("inf"), float("-inf"))
-        if depth > 64:
-            return False
-        if kind is list:
-            return all(is_json(item, depth + 1) for item in value)
-        if kind is dict:
-            return all(type(k) is str and is_json(v, depth + 1) for k, v in value.items())
-        return False
-
-    def to_json(value):
-        # Only called on values is_json accepted. Floats and ints use their repr, which
-        # is valid JSON for finite values; strings use the C encoder from `_json`.
-        kind = type(value)
-        if value is None:
-            return "null"
-        if kind is bool:
-            return "true" if value else "false"
-        if kind is str:
-            return quote(value)
-        if kind is int:
-            return int.__repr__(value)
-        if kind is float:
-            return float.__repr__(value)
-        if kind is list:
-            return "[" + ", ".join(map(to_json, value)) + "]"
-        return "{" + ", ".join(quote(k) + ": " + to_json(v) for k, v in value.items()) + "}"
-
     def split_cell(code):
         # Parse once; a trailing expression statement becomes an assignment to
         # RESULT_NAME (same source positions, so tracebacks are unchanged).
@@ -170,16 +133,115 @@ def _omcp_driver():
             return tree, True
         return tree, False
 
-    # Per cell: the image bounds from the header, the images so far and what was left out.
-    figures = {"max_images": 0, "max_pixels": 0, "budget": 0, "images": [], "omitted": []}
+    # Per cell: the image bounds from the header, the images so far, what was left out, and
+    # the figures `display()` already showed (not shown again at the cell's end unless
+    # drawn on since).
+    figures = {"max_images": 0, "max_pixels": 0, "budget": 0, "images": [], "omitted": [],
+               "shown": {}}
+    # Per cell: the marker display items are framed with, and the room for a value's text
+    # and for its JSON (each). Empty outside a cell: `display()` then shows nothing.
+    current = {"marker": b"", "room": 0}
     # Set by the runtime's warm code in a snapshot: called at the start of every cell.
     hooks = {"refresh": None}
 
+    def record(body):
+        # One item of the answer's `displays`, in order with the output: the marker, "D" and
+        # the body's length in one write (the host tells it from the envelope's marker,
+        # which is written alone), then the body. The host charges the body to the output
+        # budget, and past it keeps only a note that an item was left out.
+        marker = current["marker"]
+        if not marker:
+            return
+        if sys.stdout is not stdout:
+            # A stream the cell installed may buffer: what it printed comes first.
+            try:
+                sys.stdout.flush()
+            except BaseException:
+                pass
+        data = body.encode("utf-8", "replace")
+        write(1, marker + b"D%010d" % len(data))
+        view = memoryview(data)
+        while view:
+            view = view[write(1, view):]
+
+    def display(*objects, **options):
+        # IPython's `display()`: each object becomes an item of `displays`, at its place
+        # in the output. Options (include, exclude, display_id...) are accepted and ignored.
+        for obj in objects:
+            try:
+                show_one(obj)
+            except BaseException as exc:
+                try:
+                    reason = "%s: %s" % (type(exc).__name__, exc)
+                except BaseException:
+                    reason = type(exc).__name__
+                record('{"kind": "omitted", "reason": %s}' % quote(
+                    "display: could not show a %s (%s)" % (type_name(obj), reason[:500])))
+
+    def show_one(obj):
+        figure_module = modules.get("matplotlib.figure")
+        if figure_module is not None and isinstance(obj, figure_module.Figure):
+            figures["shown"][id(obj)] = obj
+            render(obj, getattr(obj, "number", "?"))
+            return
+        # An item's text and data get a quarter of the output budget each, so one huge
+        # item still comes back (cut, and flagged) with room left for the rest.
+        room = current["room"] // 4
+        text, cut = shown_text(obj, room)
+        encoded, _ = encode(obj, room)
+        record('{"kind": "value", "value": %s, "text": %s, "value_type": %s, '
+               '"truncated": %s}' % (encoded or quote(text), quote(text),
+                                     quote(type_name(obj)), "true" if cut else "false"))
+
     def show(*args, **kwargs):
         # `plt.show()`: like a notebook, the open figures become images (then close).
-        render_figures()
+        render_figures(False)
 
-    def render_figures():
+    def render(figure, number, at_end=False):
+        # One figure to PNG, within the cell's image bounds; an item of `displays` either
+        # way (the image, or why it is not there). `at_end`: left open when the cell ended,
+        # which a notebook shows after the cell's value.
+        images, omitted = figures["images"], figures["omitted"]
+        try:
+            dpi = float(figure.dpi)
+            inches = figure.get_size_inches()
+            width = int(round(float(inches[0]) * dpi))
+            height = int(round(float(inches[1]) * dpi))
+            if len(images) >= figures["max_images"]:
+                reason = ("figure %s: not rendered, a run returns at most %d images"
+                          % (number, figures["max_images"]))
+            elif width * height > figures["max_pixels"]:
+                reason = ("figure %s: not rendered, %dx%d pixels is more than the limit of "
+                          "%d pixels per image" % (number, width, height, figures["max_pixels"]))
+            else:
+                buffer = BytesIO()
+                # The figure's own size and dpi, whatever rcParams say: that is what the
+                # pixel bound was checked against.
+                figure.savefig(buffer, format="png", dpi=dpi, bbox_inches=None)
+                png = buffer.getvalue()
+                if len(png) > figures["budget"]:
+                    reason = ("figure %s: not returned, its %d bytes of PNG are more than the "
+                              "%d bytes left of the run's image budget"
+                              % (number, len(png), figures["budget"]))
+                else:
+                    figures["budget"] -= len(png)
+                    images.append(b2a_base64(png, newline=False).decode("ascii"))
+                    # Drawn as it is now: a change after this marks it stale again (saving
+                    # leaves it stale, having restored the figure's own settings).
+                    figure.stale = False
+                    record('{"kind": "image", "index": %d, "at_end": %s}'
+                           % (len(images) - 1, "true" if at_end else "false"))
+                    return
+        except BaseException as exc:
+            try:
+                why = "%s: %s" % (type(exc).__name__, exc)
+            except BaseException:
+                why = type(exc).__name__
+            reason = "figure %s: could not be rendered (%s)" % (number, why[:500])
+        omitted.append(reason)
+        record('{"kind": "omitted", "reason": %s}' % quote(reason))
+
+    def render_figures(at_end):
         helpers = modules.get("matplotlib._pylab_helpers")
         if helpers is None:
             return
@@ -187,46 +249,49 @@ def _omcp_driver():
             managers = helpers.Gcf.get_all_fig_managers()
         except BaseException:
             return
-        images, omitted = figures["images"], figures["omitted"]
+        shown = figures["shown"]
         for manager in managers:
             number = getattr(manager, "num", "?")
             try:
                 figure = manager.canvas.figure
-                dpi = float(figure.dpi)
-                inches = figure.get_size_inches()
-                width = int(round(float(inches[0]) * dpi))
-                height = int(round(float(inches[1]) * dpi))
-                if len(images) >= figures["max_images"]:
-                    omitted.append("figure %s: not rendered, a run returns at most %d images"
-                                   % (number, figures["max_images"]))
+                if id(figure) in shown and not figure.stale:
                     continue
-                if width * height > figures["max_pixels"]:
-                    omitted.append("figure %s: not rendered, %dx%d pixels is more than the "
-                                   "limit of %d pixels per image"
-                                   % (number, width, height, figures["max_pixels"]))
-                    continue
-                buffer = BytesIO()
-                # The figure's own size and dpi, whatever rcParams say: that is what the
-                # pixel bound was checked against.
-                figure.savefig(buffer, format="png", dpi=dpi, bbox_inches=None)
-                png = buffer.getvalue()
-                if len(png) > figures["budget"]:
-                    omitted.append("figure %s: not returned, its %d bytes of PNG are more "
-                                   "than the %d bytes left of the run's image budget"
-                                   % (number, len(png), figures["budget"]))
-                    continue
-                figures["budget"] -= len(png)
-                images.append(b2a_base64(png, newline=False).decode("ascii"))
-            except BaseException as exc:
-                try:
-                    reason = "%s: %s" % (type(exc).__name__, exc)
-                except BaseException:
-                    reason = type(exc).__name__
-                omitted.append("figure %s: could not be rendered (%s)" % (number, reason[:500]))
+            except BaseException:
+                pass
+            else:
+                render(figure, number, at_end)
         try:
             helpers.Gcf.destroy_all()
         except BaseException:
             pass
+
+    # As in IPython, `display` is a builtin in every cell, without an import.
+    builtins.display = display
+
+    class NotebookImports:
+        # `from IPython.display import display`, as code written for notebooks starts, finds
+        # the same `display`; `IPython.get_ipython()` says there is no IPython shell, as it
+        # does in a plain script. Only when nothing else provides IPython: this finder comes
+        # last on sys.meta_path, and does nothing before something imports IPython.
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name not in ("IPython", "IPython.display"):
+                return None
+            from importlib.machinery import ModuleSpec
+
+            return ModuleSpec(name, NotebookImports, is_package=name == "IPython")
+
+        @staticmethod
+        def create_module(spec):
+            return None
+
+        @staticmethod
+        def exec_module(module):
+            module.display = display
+            if module.__name__ == "IPython":
+                module.get_ipython = lambda: None
+
+    sys.meta_path.append(NotebookImports)
 
     def run():
         try:
@@ -259,14 +324,15 @@ def _omcp_driver():
         code = take(int(code_len)).decode("utf-8")
         if kind != b"next":
             for name in ("_omcp_run", "_omcp_driver", "_omcp_prepare", "_omcp_mode",
-                         "_omcp_warm"):
+                         "_omcp_warm", "_omcp_values"):
                 scope.pop(name, None)
             if hooks["refresh"] is not None:
                 hooks["refresh"]()
         figures["max_images"] = int(max_images)
         figures["max_pixels"] = int(max_pixels)
         figures["budget"] = int(max_image_bytes)
-        figures["images"], figures["omitted"] = [], []
+        figures["images"], figures["omitted"], figures["shown"] = [], [], {}
+        current["marker"], current["room"] = marker, max_result
 
         truncated = False
 
@@ -326,7 +392,7 @@ def _omcp_driver():
             lines.insert(-1, "  [... more than %d frames omitted]\n" % MAX_FRAMES)
             return clip("".join(lines))
 
-        result = shown = error = None
+        result = shown = error = result_type = None
         has_result = exited = False
         exit_code = 0
         try:
@@ -342,17 +408,12 @@ def _omcp_driver():
                     value = scope.pop(RESULT_NAME, NO_RESULT)
                 if value is not NO_RESULT:
                     has_result = True
-                    try:
-                        shown = repr(value)
-                    except BaseException as exc:  # a hostile __repr__ must not hide the run
-                        shown = "<unrepresentable %s: %s>" % (
-                            type(value).__name__, type(exc).__name__)
-                    text = to_json(value) if is_json(value) else None
-                    if text is not None and len(text) <= max_result:
-                        result = text
-                    else:
-                        result = quote(clip(shown))
-                    shown = clip(shown)
+                    shown, cut = shown_text(value, max_result)
+                    truncated = truncated or cut
+                    result, _ = encode(value, max_result)
+                    if result is None:
+                        result = quote(shown)
+                    result_type = type_name(value)
         except SystemExit as exc:
             code_ = exc.code
             if code_ is None:
@@ -372,7 +433,7 @@ def _omcp_driver():
             exit_code = 1
 
         if "matplotlib._pylab_helpers" in modules:
-            render_figures()
+            render_figures(True)
 
         # The interpreter's own streams write through (-u); a replacement the cell
         # installed may buffer.
@@ -385,11 +446,13 @@ def _omcp_driver():
         # "result" is already JSON text; "replace": a lone surrogate in an error message
         # must not make the envelope unreadable.
         payload = (
-            '{"result": %s, "has_result": %s, "repr": %s, "error": %s, "exit": %s, '
-            '"truncated": %s, "exit_code": %s, "images": [%s], "images_omitted": [%s]}' % (
+            '{"result": %s, "has_result": %s, "repr": %s, "type": %s, "error": %s, '
+            '"exit": %s, "truncated": %s, "exit_code": %s, "images": [%s], '
+            '"images_omitted": [%s]}' % (
                 result or "null",
                 "true" if has_result else "false",
                 "null" if shown is None else quote(shown),
+                "null" if result_type is None else quote(result_type),
                 "null" if error is None else quote(error),
                 "true" if exited else "false",
                 "true" if truncated else "false",

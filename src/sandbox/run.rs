@@ -25,7 +25,7 @@ use crate::outcome::{Outcome, Quoted, Stop, assemble};
 use crate::workspace::{FileError, FileIn, Fingerprint, Workspace, WorkspaceLimits};
 
 /// The in-guest driver (see driver.py for its protocol).
-pub const DRIVER: &str = include_str!("driver.py");
+pub const DRIVER: &str = concat!(include_str!("values.py"), include_str!("driver.py"));
 
 /// Length of the protocol header the driver reads first (`HEADER_LEN` in driver.py).
 const HEADER_LEN: usize = 160;

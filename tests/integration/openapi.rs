@@ -30,6 +30,8 @@ async fn the_document_describes_the_api_as_served() {
         schemas["RunResponse"]["required"],
         serde_json::json!([
             "result",
+            "result_text",
+            "result_type",
             "output",
             "error",
             "stderr",
@@ -40,7 +42,8 @@ async fn the_document_describes_the_api_as_served() {
             "fuel_used",
             "runtime",
             "images",
-            "images_omitted"
+            "images_omitted",
+            "displays"
         ])
     );
     assert!(doc["paths"]["/mcp"].is_null(), "MCP has its own spec");

@@ -73,28 +73,177 @@ async fn last_expression_values_of_each_json_type() {
     }
 }
 
+/// Values that are not JSON have a documented JSON form (README, "Values") with their type
+/// and the text a REPL prints; only what has none is its repr(), as before.
 #[tokio::test]
-async fn non_json_values_come_back_as_repr() {
+async fn values_without_a_json_type_have_typed_forms() {
     let server = Server::start();
-    let cases: &[(&str, &str)] = &[
-        ("(1, 2)", "(1, 2)"),
-        ("{1, 2}", "{1, 2}"),
-        ("{1: 'a'}", "{1: 'a'}"),
-        ("b'\\x00ab'", "b'\\x00ab'"),
-        ("2**100", "1267650600228229401496703205376"),
-        ("float('nan')", "nan"),
-        ("'\\ud800'", "'\\ud800'"),
-        ("import decimal\ndecimal.Decimal('1.10')", "Decimal('1.10')"),
-        ("class P:\n    def __repr__(self): return 'P!'\nP()", "P!"),
+    let cases: &[(&str, Value, &str, &str)] = &[
+        (
+            "(1, 2)",
+            json!({"type": "tuple", "data": [1, 2]}),
+            "tuple",
+            "(1, 2)",
+        ),
+        (
+            "{2, 1}",
+            json!({"type": "set", "data": [1, 2]}),
+            "set",
+            "{1, 2}",
+        ),
+        (
+            "frozenset({3, 1})",
+            json!({"type": "frozenset", "data": [1, 3]}),
+            "frozenset",
+            "frozenset({1, 3})",
+        ),
+        // Sorted, whatever the order of iteration.
+        (
+            "{'b', 'a', 'c'}",
+            json!({"type": "set", "data": ["a", "b", "c"]}),
+            "set",
+            "",
+        ),
+        (
+            "{1: 'a'}",
+            json!({"type": "dict", "data": [[1, "a"]]}),
+            "dict",
+            "{1: 'a'}",
+        ),
+        (
+            "b'\\x00ab'",
+            json!({"type": "bytes", "data": "AGFi"}),
+            "bytes",
+            "b'\\x00ab'",
+        ),
+        (
+            "bytearray(b'hi')",
+            json!({"type": "bytearray", "data": "aGk="}),
+            "bytearray",
+            "bytearray(b'hi')",
+        ),
+        (
+            "2**100",
+            json!({"type": "int", "data": "1267650600228229401496703205376"}),
+            "int",
+            "1267650600228229401496703205376",
+        ),
+        (
+            "-2**63",
+            json!(-9223372036854775808i64),
+            "int",
+            "-9223372036854775808",
+        ),
+        ("float('nan')", json!("nan"), "float", "nan"),
+        (
+            "[float('inf'), -float('inf')]",
+            json!(["inf", "-inf"]),
+            "list",
+            "[inf, -inf]",
+        ),
+        (
+            "complex(1, -2.5)",
+            json!({"type": "complex", "real": 1.0, "imag": -2.5}),
+            "complex",
+            "(1-2.5j)",
+        ),
+        (
+            "import decimal\ndecimal.Decimal('1.10')",
+            json!({"type": "decimal", "data": "1.10"}),
+            "decimal.Decimal",
+            "Decimal('1.10')",
+        ),
+        (
+            "import fractions\nfractions.Fraction(2, 6)",
+            json!({"type": "fraction", "numerator": 1, "denominator": 3}),
+            "fractions.Fraction",
+            "Fraction(1, 3)",
+        ),
+        (
+            "import datetime as d\nd.datetime(2024, 2, 29, 13, 5, 7, 250, tzinfo=d.timezone(d.timedelta(hours=-5)))",
+            json!({"type": "datetime", "data": "2024-02-29T13:05:07.000250-05:00"}),
+            "datetime.datetime",
+            "datetime.datetime(2024, 2, 29, 13, 5, 7, 250, tzinfo=datetime.timezone(datetime.timedelta(days=-1, seconds=68400)))",
+        ),
+        (
+            "import datetime as d\nd.date(2024, 1, 2)",
+            json!({"type": "date", "data": "2024-01-02"}),
+            "datetime.date",
+            "datetime.date(2024, 1, 2)",
+        ),
+        (
+            "import datetime as d\nd.time(23, 59, 1)",
+            json!({"type": "time", "data": "23:59:01"}),
+            "datetime.time",
+            "datetime.time(23, 59, 1)",
+        ),
+        (
+            "import datetime as d\nd.timedelta(days=1, microseconds=5)",
+            json!({"type": "timedelta", "seconds": 86400.000005}),
+            "datetime.timedelta",
+            "datetime.timedelta(days=1, microseconds=5)",
+        ),
+        (
+            "{'k': (1, {2}), 'n': None}",
+            json!({"k": {"type": "tuple", "data": [1, {"type": "set", "data": [2]}]}, "n": null}),
+            "dict",
+            "{'k': (1, {2}), 'n': None}",
+        ),
+        // No JSON form: the repr, as a string (at the top) or named (inside a container).
+        ("'\\ud800'", json!("'\\ud800'"), "str", "'\\ud800'"),
+        (
+            "class P:\n    def __repr__(self): return 'P!'\nP()",
+            json!("P!"),
+            "__main__.P",
+            "P!",
+        ),
+        (
+            "class P:\n    def __repr__(self): return 'P!'\n[P()]",
+            json!([{"type": "repr", "value_type": "__main__.P", "data": "P!"}]),
+            "list",
+            "[P!]",
+        ),
         (
             "class Bad:\n    def __repr__(self): raise ValueError\nBad()",
+            json!("<unrepresentable Bad: ValueError>"),
+            "__main__.Bad",
             "<unrepresentable Bad: ValueError>",
         ),
+        // An int subclass is not silently an int: its repr.
+        (
+            "import enum\nclass C(enum.IntEnum):\n    A = 1\nC.A",
+            json!("<C.A: 1>"),
+            "__main__.C",
+            "<C.A: 1>",
+        ),
+        // Nested deeper than the JSON reader's depth: the repr.
+        (
+            "x = 1\nfor _ in range(70): x = (x,)\nx",
+            json!(format!("{}1{}", "(".repeat(70), ",)".repeat(70))),
+            "tuple",
+            "",
+        ),
     ];
-    for (code, expected) in cases {
+    for (code, expected, python_type, text) in cases {
         let out = server.run(code).await;
-        assert_eq!(out["result"], json!(expected), "code {code:?}: {out}");
+        assert_eq!(&out["result"], expected, "code {code:?}: {out}");
+        assert_eq!(
+            out["result_type"],
+            json!(python_type),
+            "code {code:?}: {out}"
+        );
+        if !text.is_empty() {
+            assert_eq!(out["result_text"], json!(text), "code {code:?}: {out}");
+        }
+        assert_eq!(out["error"], Value::Null, "code {code:?}");
     }
+    // Plain JSON values say so too; no value, no text or type.
+    let out = server.run("[1, 'a']").await;
+    assert_eq!(out["result_text"], "[1, 'a']");
+    assert_eq!(out["result_type"], "list");
+    let out = server.run("x = 1").await;
+    assert_eq!(out["result_text"], Value::Null);
+    assert_eq!(out["result_type"], Value::Null);
 }
 
 #[tokio::test]
@@ -171,7 +320,10 @@ async fn stdin_reaches_the_program() {
     let out = server
         .run_with(json!({"code": "name = input()\nrest = __import__('sys').stdin.read()\nf'hi {name}', rest", "stdin": "Ada\nline 2\nline 3\n"}))
         .await;
-    assert_eq!(out["result"], json!("('hi Ada', 'line 2\\nline 3\\n')"));
+    assert_eq!(
+        out["result"],
+        json!({"type": "tuple", "data": ["hi Ada", "line 2\nline 3\n"]})
+    );
     // No stdin: reading gets EOF, not a hang.
     let out = server.run("input()").await;
     assert!(out["error"].as_str().unwrap().contains("EOFError"), "{out}");

@@ -6,7 +6,9 @@ Usage:
     sdk_scientific.py http URL                   streamable HTTP at URL
 
 Checks that the tool tells the model which runtimes and packages it has, that a plot comes
-back as an `image` content block (a real PNG, never base64 inside text), that `runtime` and
+back as an `image` content block (a real PNG, never base64 inside text), that a DataFrame
+comes back as data and as pandas' text table, that printed text, displayed tables and
+figures come as text and image blocks in the order they happened, that `runtime` and
 `seed` work, and that an unknown runtime is a JSON-RPC -32602 error listing the valid names.
 Prints {"passed": [...], "failed": [{"name", "detail"}]} and exits 0 only if all passed.
 """
@@ -74,8 +76,48 @@ async def run_checks(s: ClientSession) -> dict[str, Any]:
         expect(result.structured_content["runtime"] == "scientific", f"{result.structured_content}")
 
     async def stdlib_runtime() -> None:
-        result = await s.call_tool(TOOL, {"code": "import sys\nsys.version_info[:2]", "runtime": "stdlib"})
-        expect(result.structured_content["result"] == "(3, 12)", f"{result.structured_content}")
+        result = await s.call_tool(TOOL, {"code": "import sys\nlist(sys.version_info[:2])", "runtime": "stdlib"})
+        expect(result.structured_content["result"] == [3, 12], f"{result.structured_content}")
+
+    async def values_as_data() -> None:
+        code = "import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})"
+        result = await s.call_tool(TOOL, {"code": code})
+        expect(not result.is_error, f"isError: {result}")
+        table = result.structured_content["result"]
+        expect(table["type"] == "dataframe" and table["data"] == [[1, "x"], [2, "y"]], f"{table}")
+        expect(result.structured_content["result_type"] == "pandas.DataFrame", f"{result.structured_content}")
+        # The model reads pandas' aligned table, not JSON.
+        text = blocks(result, "text")[0].text
+        expect(text == "Result:\n   a  b\n0  1  x\n1  2  y", f"{text!r}")
+
+    async def displays_in_order() -> None:
+        code = (
+            "import matplotlib.pyplot as plt, pandas as pd\n"
+            "print('first')\n"
+            "display(pd.DataFrame({'a': [1, 2]}))\n"
+            "plt.plot([1, 2]); plt.show()\n"
+            "print('second')\n"
+            "fig = plt.figure(figsize=(3, 2)); fig.add_subplot().plot([2, 1])\n"
+            "display(fig)\n"
+            "print('third')\n"
+            "'value'"
+        )
+        result = await s.call_tool(TOOL, {"code": code})
+        expect(not result.is_error, f"isError: {result}")
+        kinds = [b.type for b in result.content]
+        expect(kinds == ["text", "text", "image", "text", "image", "text"], f"{kinds}")
+        c = result.content
+        expect(c[0].text == "first\n", repr(c[0].text))
+        expect(c[1].text == "   a\n0  1\n1  2", repr(c[1].text))
+        expect(c[3].text == "second\n", repr(c[3].text))
+        expect(c[5].text.startswith("third\nResult: 'value'"), repr(c[5].text))
+        sizes = [struct.unpack(">II", base64.b64decode(b.data)[16:24]) for b in (c[2], c[4])]
+        expect(sizes == [(640, 480), (300, 200)], f"{sizes}")
+        # The structured copy has the items in order, without repeating the base64.
+        items = result.structured_content["displays"]
+        expect([i["kind"] for i in items] == ["value", "image", "image"], f"{items}")
+        expect(all(i.get("data", "") == "" for i in items if i["kind"] == "image"), "base64 repeated")
+        expect(items[0]["value"]["data"] == [[1], [2]], f"{items[0]}")
 
     async def seeded() -> None:
         code = "import numpy as np, random\n[float(np.random.default_rng().random()), random.random()]"
@@ -100,6 +142,8 @@ async def run_checks(s: ClientSession) -> dict[str, Any]:
         ("plot_as_image", plot_as_image),
         ("numpy_value", numpy_value),
         ("stdlib_runtime", stdlib_runtime),
+        ("values_as_data", values_as_data),
+        ("displays_in_order", displays_in_order),
         ("seeded", seeded),
         ("unknown_runtime", unknown_runtime),
     ]:
