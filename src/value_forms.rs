@@ -19,6 +19,7 @@ pub enum TypedValue {
     Ndarray {
         dtype: String,
         shape: Vec<u64>,
+        #[schemars(schema_with = "any_json")]
         data: Value,
         truncated: bool,
         #[serde(default)]
@@ -30,10 +31,14 @@ pub enum TypedValue {
     /// Timestamps are ISO 8601 strings, durations ISO 8601 durations; MultiIndex labels
     /// are lists.
     Dataframe {
+        #[schemars(schema_with = "list")]
         columns: Vec<Value>,
+        #[schemars(schema_with = "list")]
         index: Vec<Value>,
+        #[schemars(schema_with = "rows")]
         data: Vec<Vec<Value>>,
         dtypes: Vec<String>,
+        #[schemars(schema_with = "list")]
         index_names: Vec<Value>,
         shape: [u64; 2],
         truncated: bool,
@@ -43,23 +48,29 @@ pub enum TypedValue {
     /// A pandas Index: its labels (the first 1000).
     Index {
         dtype: String,
+        #[schemars(schema_with = "list")]
         names: Vec<Value>,
         length: u64,
+        #[schemars(schema_with = "list")]
         data: Vec<Value>,
         truncated: bool,
     },
     Tuple {
+        #[schemars(schema_with = "list")]
         data: Vec<Value>,
     },
     /// Sorted when its items can be.
     Set {
+        #[schemars(schema_with = "list")]
         data: Vec<Value>,
     },
     Frozenset {
+        #[schemars(schema_with = "list")]
         data: Vec<Value>,
     },
     /// A dict with keys that are not all strings, as [key, value] pairs in order.
     Dict {
+        #[schemars(schema_with = "rows")]
         data: Vec<[Value; 2]>,
     },
     /// Base64 (standard alphabet, padded).
@@ -77,7 +88,9 @@ pub enum TypedValue {
         hex: Option<String>,
     },
     Complex {
+        #[schemars(schema_with = "float")]
         real: Value,
+        #[schemars(schema_with = "float")]
         imag: Value,
     },
     /// `str(Decimal)`: exact.
@@ -86,7 +99,9 @@ pub enum TypedValue {
     },
     /// In lowest terms.
     Fraction {
+        #[schemars(schema_with = "integer")]
         numerator: Value,
+        #[schemars(schema_with = "integer")]
         denominator: Value,
     },
     /// ISO 8601, with the offset when it has one (`isoformat()`; numpy's own form for
@@ -102,6 +117,7 @@ pub enum TypedValue {
     },
     /// In seconds.
     Timedelta {
+        #[schemars(schema_with = "float")]
         seconds: Value,
     },
     /// Inside a container, something with no JSON form: its type and repr().
@@ -126,6 +142,29 @@ pub fn schema(generator: &mut SchemaGenerator) -> Schema {
             }
         ]
     })
+}
+
+/// Any JSON value (spelled out: strict schema checkers refuse a bare `true`).
+fn any_json(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": ["null", "boolean", "number", "string", "array", "object"] })
+}
+
+fn list(generator: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "array", "items": any_json(generator) })
+}
+
+fn rows(generator: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "array", "items": list(generator) })
+}
+
+/// A float: a number, or "nan", "inf", "-inf".
+fn float(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "anyOf": [{ "type": "number" }, { "enum": ["nan", "inf", "-inf"] }] })
+}
+
+/// An integer: a number within 64 bits, or the `int` form beyond.
+fn integer(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "anyOf": [{ "type": "integer" }, { "type": "object" }] })
 }
 
 #[cfg(test)]
