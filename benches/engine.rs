@@ -785,7 +785,7 @@ async fn run_checked(sandbox: &Sandbox, job: &omcp_sandbox::sandbox::Job, code: 
         && match code {
             S1 => outcome.output == "2\n",
             S2 => outcome.result.as_ref().and_then(Value::as_u64) == Some(S2_RESULT),
-            SCI_NUMPY => outcome.result == Some(json!("np.int32(45)")),
+            SCI_NUMPY => outcome.result == Some(json!(45)),
             SCI_PANDAS => outcome.result == Some(json!({ "a": 3, "b": 5, "c": 7 })),
             SCI_PLOT => outcome.images.len() == 1 && outcome.images_omitted.is_empty(),
             _ => true,
