@@ -676,6 +676,15 @@ mod tests {
         assert_eq!(c.stdout, b"MARK{\"result\": 1}");
     }
 
+    fn quoted(max_output_bytes: usize) -> Quoted {
+        Quoted {
+            timeout_ms: 1,
+            fuel: 1,
+            memory_mb: 1,
+            max_output_bytes,
+        }
+    }
+
     fn display_header(marker: &[u8], len: usize) -> Vec<u8> {
         [marker, format!("D{len:010}").as_bytes()].concat()
     }
@@ -706,13 +715,7 @@ mod tests {
         assert_eq!(c.stdout, "tö\nendD0000000001".as_bytes());
         assert_eq!(c.shown.len(), 2);
         assert_eq!(c.shown[1].body, Err(500));
-        let limits = Quoted {
-            timeout_ms: 1,
-            fuel: 1,
-            memory_mb: 1,
-            max_output_bytes: 100,
-        };
-        let outcome = assemble(&c, Ended::Exited(0), false, limits);
+        let outcome = assemble(&c, Ended::Exited(0), false, quoted(100));
         assert!(outcome.truncated);
         assert_eq!(
             outcome.displays[0],
@@ -746,13 +749,7 @@ mod tests {
         c.write(Channel::Stdout, b"M").unwrap();
         let report = br#"{"result": 4, "has_result": true, "repr": "4", "error": null, "exit": false, "exit_code": 0, "truncated": false}"#;
         c.write(Channel::Stdout, report).unwrap();
-        let limits = Quoted {
-            timeout_ms: 1,
-            fuel: 1,
-            memory_mb: 1,
-            max_output_bytes: 100,
-        };
-        let outcome = assemble(&c, Ended::Exited(0), false, limits);
+        let outcome = assemble(&c, Ended::Exited(0), false, quoted(100));
         assert_eq!(outcome.output, "2\n");
         assert_eq!(outcome.result, Some(serde_json::json!(4)));
         assert_eq!(outcome.stopped, None);

@@ -37,6 +37,16 @@ fn run_prints_output_and_value() {
 }
 
 #[test]
+fn run_shows_displayed_values_in_order() {
+    let (code, stdout, _) = run_cli(
+        &["run", "-c", "print('a')\ndisplay((1, 2), 'b')\nprint('c')\n{3}"],
+        "",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(stdout, "a\n(1, 2)\n'b'\nc\n{3}\n");
+}
+
+#[test]
 fn run_reads_code_from_stdin_and_files() {
     let (code, stdout, _) = run_cli(&["run", "-"], "x = 6\nx * 7\n");
     assert_eq!(code, 0);
