@@ -39,7 +39,11 @@ fn run_prints_output_and_value() {
 #[test]
 fn run_shows_displayed_values_in_order() {
     let (code, stdout, _) = run_cli(
-        &["run", "-c", "print('a')\ndisplay((1, 2), 'b')\nprint('c')\n{3}"],
+        &[
+            "run",
+            "-c",
+            "print('a')\ndisplay((1, 2), 'b')\nprint('c')\n{3}",
+        ],
         "",
     );
     assert_eq!(code, 0);

@@ -138,7 +138,10 @@ fn schemathesis_finds_nothing() {
         // workspace, so GET /sessions/{id}/files/{path} answers 404 (the sessions tests
         // cover that route).
         .args(["--warnings", "off"])
-        .args(["--request-timeout", "30", "--workers", "2"])
+        // One worker: with two, CPython 3.11's AST state (shared by threads) can raise
+        // "AST constructor recursion depth mismatch" inside schemathesis itself (seen once
+        // in a full run, never reproduced alone): a race of the tool, not a finding.
+        .args(["--request-timeout", "30", "--workers", "1"])
         .current_dir(&workdir)
         .output()
         .expect("failed to run schemathesis");

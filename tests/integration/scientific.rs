@@ -204,13 +204,13 @@ async fn the_runtime_is_chosen_per_request_and_unknown_names_are_refused() {
     let server = Server::scientific(&[]);
     let out = server.run("import sys\nsys.version_info[:2]").await;
     assert_eq!(
-        out["result"], "(3, 15)",
+        out["result_text"], "(3, 15)",
         "the scientific runtime is the default: {out}"
     );
     let out = server
         .run_with(json!({"code": "import sys\nsys.version_info[:2]", "runtime": "stdlib"}))
         .await;
-    assert_eq!(out["result"], "(3, 12)");
+    assert_eq!(out["result"], json!({"type": "tuple", "data": [3, 12]}));
     assert_eq!(out["runtime"], "stdlib");
     let out = server
         .run_with(json!({"code": "import numpy", "runtime": "stdlib"}))
