@@ -50,6 +50,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8000", env = "OMCP_LISTEN")]
     pub listen: SocketAddr,
 
+    /// Also serve `GET /metrics` (Prometheus) on this address, e.g. a port only the
+    /// monitoring network reaches. `/metrics` stays on the main listener too.
+    #[arg(long, value_name = "ADDR", env = "OMCP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Extra host name (or host:port) accepted in Host/Origin headers, besides loopback
     /// names; needed when the server is reached through a published name or port
     /// mapping. Repeatable; `*` accepts any host (disables DNS-rebinding protection).

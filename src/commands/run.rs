@@ -30,6 +30,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.seed,
     )?;
     let outcome = super::runtime()?.block_on(sandbox.run(&job))?;
+    crate::metrics::run_finished(crate::metrics::Face::Cli, &outcome);
     let status = exit_status(&outcome);
     if args.json {
         let response = RunResponse::from(outcome);

@@ -39,11 +39,23 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let options = args.serve_options();
     raise_open_file_limit(options.max_connections);
     let sessions = Sessions::new(Arc::new(sandbox), args.sessions.options())?;
-    let state = AppState::new(Arc::new(sessions), guard, options);
+    let state = AppState::new(Arc::new(sessions), guard, options)
+        .with_metrics(crate::metrics::install().context("failed to set up metrics")?);
     super::runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("failed to listen on {}", args.listen))?;
+        if let Some(addr) = args.metrics_listen {
+            let metrics = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("failed to listen on {addr} (--metrics-listen)"))?;
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Err(err) = http::serve_metrics(metrics, state).await {
+                    tracing::error!("{err:#}");
+                }
+            });
+        }
         http::serve(listener, state).await
     })?;
     Ok(ExitCode::SUCCESS)

@@ -113,6 +113,10 @@ impl IntoResponse for Refusal {
             Refusal::Forbidden(m) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden, m),
             Refusal::Unauthorized(m) => (StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, m),
         };
+        crate::metrics::refused(match self {
+            Refusal::Forbidden(_) => "host",
+            Refusal::Unauthorized(_) => "unauthorized",
+        });
         let body = ErrorBody {
             error: message.to_string(),
             kind,

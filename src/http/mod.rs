@@ -11,6 +11,7 @@ mod guard;
 mod health;
 mod mcp_gate;
 mod openapi;
+mod probes;
 mod server;
 mod sessions;
 
@@ -56,6 +57,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// The streamable HTTP transport's sessions (shared with the gate that caps them).
     pub mcp_sessions: Arc<LocalSessionManager>,
+    /// Where `/metrics` reads what was recorded; `None`: not recorded (404).
+    pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
@@ -68,7 +71,17 @@ impl AppState {
             connections: Arc::new(Connections::new(options.max_connections)),
             mcp_sessions: Arc::new(LocalSessionManager::default()),
             options,
+            metrics: None,
         }
+    }
+
+    /// Serve what the process's metrics recorder holds at `/metrics`.
+    pub fn with_metrics(
+        mut self,
+        handle: &'static metrics_exporter_prometheus::PrometheusHandle,
+    ) -> Self {
+        self.metrics = Some(handle);
+        self
     }
 }
 
@@ -290,6 +303,16 @@ pub enum ErrorKind {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        match &self {
+            ApiError::Busy(_) => crate::metrics::refused("busy"),
+            ApiError::TooLarge(_) | ApiError::File(FileError::TooLarge { .. }) => {
+                crate::metrics::refused("too_large")
+            }
+            ApiError::Session(SessionError::TooMany(_)) => {
+                crate::metrics::refused("too_many_sessions")
+            }
+            _ => {}
+        }
         let body = ErrorBody {
             error: self.to_string(),
             kind: self.kind(),
@@ -353,9 +376,13 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(guarded)
         .route("/healthz", get(health::healthz))
+        .route("/livez", get(probes::livez))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(probes::count_requests))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyTimeoutLayer::new(state.options.body_timeout))
         .with_state(state)
@@ -377,6 +404,7 @@ async fn run(
     )?;
     let job = state.sandbox.with_files(job, request.files)?;
     let outcome = state.sandbox.run(&job).await?;
+    crate::metrics::run_finished(crate::metrics::Face::Http, &outcome);
     Ok(axum::Json(RunResponse::from(outcome)))
 }
 
@@ -391,6 +419,22 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// `/metrics` alone, for a listener of its own (`--metrics-listen`), so that the main one
+/// need not expose it; until shutdown.
+pub async fn serve_metrics(listener: TcpListener, state: AppState) -> anyhow::Result<()> {
+    let addr = listener.local_addr().context("listener has no address")?;
+    tracing::info!("metrics on http://{addr}/metrics");
+    let shutdown = state.shutdown.clone();
+    let app = Router::new()
+        .route("/metrics", get(probes::metrics))
+        .fallback(not_found)
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("the metrics listener failed")
 }
 
 /// Serve `app` on `listener` until SIGINT/SIGTERM; in-flight runs then finish (each is

@@ -86,6 +86,7 @@ pub fn document(limits: &Limits, runtimes: &[&str]) -> Value {
     let run_response = Value::from(answers.subschema_for::<RunResponse>());
     let error = answers.subschema_for::<ErrorBody>();
     let health = answers.subschema_for::<Health>();
+    let probe = answers.subschema_for::<super::probes::Probe>();
     let session_info = Value::from(answers.subschema_for::<SessionInfo>());
     let session_list = Value::from(answers.subschema_for::<SessionList>());
     let turn_response = Value::from(answers.subschema_for::<SessionRunResponse>());
@@ -417,6 +418,49 @@ pub fn document(limits: &Limits, runtimes: &[&str]) -> Value {
                         "200": {
                             "description": "The server is up and its runtime passed its self-test.",
                             "content": { "application/json": { "schema": health } },
+                        },
+                    },
+                },
+            },
+            "/livez": {
+                "get": {
+                    "operationId": "livez",
+                    "summary": "Liveness: the process serves",
+                    "responses": {
+                        "200": {
+                            "description": "Alive.",
+                            "content": { "application/json": { "schema": probe } },
+                        },
+                    },
+                },
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "summary": "Readiness: whether to send this server work",
+                    "responses": {
+                        "200": {
+                            "description": "Ready.",
+                            "content": { "application/json": { "schema": probe } },
+                        },
+                        "503": {
+                            "description": "Not ready: draining after SIGTERM, or every slot and \
+                                            queue place taken.",
+                            "content": { "application/json": { "schema": probe } },
+                        },
+                    },
+                },
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (text format 0.0.4)",
+                    "responses": {
+                        "200": {
+                            "description": "Runs by runtime, face and outcome; durations and \
+                                            queue waits; refusals; HTTP requests; sessions; \
+                                            slots, queue, connections, resident memory.",
+                            "content": { "text/plain": { "schema": { "type": "string" } } },
                         },
                     },
                 },

@@ -135,6 +135,7 @@ async fn run(
         .sessions
         .turn(&id, request.code, request.stdin, limits, request.files)
         .await?;
+    crate::metrics::run_finished(crate::metrics::Face::Http, &answer.outcome);
     Ok(axum::Json(SessionRunResponse {
         run: RunResponse::from(answer.outcome),
         session_id: answer.session_id,

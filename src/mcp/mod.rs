@@ -250,7 +250,10 @@ impl SandboxTools {
         )
         .await?;
         match outcome {
-            Ok(outcome) => Ok(stateless_result(outcome)),
+            Ok(outcome) => {
+                crate::metrics::run_finished(crate::metrics::Face::Mcp, &outcome);
+                Ok(stateless_result(outcome))
+            }
             Err(err) => run_failure(err),
         }
     }
@@ -379,6 +382,13 @@ impl ServerHandler for SandboxTools {
 
 /// A refusal before running is a JSON-RPC error, typed so a client can tell busy from bad.
 fn refusal(err: RunError) -> ErrorData {
+    match &err {
+        RunError::Busy { .. } => crate::metrics::refused("busy"),
+        RunError::CodeTooLarge { .. } | RunError::StdinTooLarge { .. } => {
+            crate::metrics::refused("too_large")
+        }
+        _ => {}
+    }
     match err {
         RunError::Busy { .. } => ErrorData::new(
             BUSY,

@@ -322,6 +322,7 @@ impl SandboxTools {
     /// A turn's result: the run's text, images and structured object plus the session's
     /// facts; the files it created or changed as resource links.
     fn turn_result(&self, answer: TurnAnswer) -> CallToolResult {
+        crate::metrics::run_finished(crate::metrics::Face::Mcp, &answer.outcome);
         let TurnAnswer {
             outcome,
             session_id,

@@ -346,6 +346,7 @@ impl Sandbox {
     /// A slot now, or a place in the bounded queue, or a fast "busy".
     async fn admit(&self, patience: Duration) -> Result<OwnedSemaphorePermit, RunError> {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            crate::metrics::queue_wait(Duration::ZERO);
             return Ok(permit);
         }
         let busy = || RunError::Busy {
@@ -359,10 +360,14 @@ impl Sandbox {
         }
         // Waiting longer than the run itself may take would double the caller's latency
         // budget; after that the caller is better served by a retry.
+        let started = std::time::Instant::now();
         let waited = tokio::time::timeout(patience, self.slots.clone().acquire_owned()).await;
         drop(spot);
         match waited {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => {
+                crate::metrics::queue_wait(started.elapsed());
+                Ok(permit)
+            }
             _ => Err(busy()),
         }
     }

@@ -490,10 +490,14 @@ impl Sessions {
         let state = disk::read_state(&slot.dir, &key);
         let read = started.elapsed();
         let restored = match state {
-            Ok(Some(mut saved)) => self
-                .sandbox
-                .restore_session(runtime, &slot.dir, meta.seed, meta.started, &mut saved)
-                .map_err(|e| lost(format!("its saved memory could not be restored ({e})")))?,
+            Ok(Some(mut saved)) => {
+                let core = self
+                    .sandbox
+                    .restore_session(runtime, &slot.dir, meta.seed, meta.started, &mut saved)
+                    .map_err(|e| lost(format!("its saved memory could not be restored ({e})")))?;
+                crate::metrics::session_resumed(started.elapsed());
+                core
+            }
             // Never suspended: a server that stopped without saving it (a crash).
             Ok(None) if !meta.started => self
                 .sandbox
@@ -705,6 +709,7 @@ impl Sessions {
             Ok(bytes) => {
                 *guard = None;
                 slot.meta().suspended = true;
+                crate::metrics::session_suspended(started.elapsed());
                 tracing::info!(
                     session = redact(id),
                     bytes,

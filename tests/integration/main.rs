@@ -11,6 +11,7 @@ mod isolation;
 mod limits;
 mod mcp_clients;
 mod mcp_protocol;
+mod metrics;
 mod notebook;
 mod openapi;
 mod scientific;

@@ -59,7 +59,10 @@ async fn the_document_describes_the_api_as_served() {
         paths,
         [
             "/healthz",
+            "/livez",
+            "/metrics",
             "/openapi.json",
+            "/readyz",
             "/run",
             "/sessions",
             "/sessions/{id}",
