@@ -78,6 +78,17 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_ms: u64,
 
+    /// After SIGTERM, keep serving this many milliseconds while `/readyz` answers 503
+    /// "draining" (so load balancers and Kubernetes stop sending work), then stop accepting
+    /// and finish what is in flight.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0,
+        env = "OMCP_DRAIN_DELAY_MS"
+    )]
+    pub drain_delay_ms: u64,
+
     /// A request body must arrive within this many milliseconds of its headers (408
     /// otherwise).
     #[arg(long, value_name = "MS", default_value_t = 10_000, env = "OMCP_BODY_TIMEOUT_MS",
@@ -360,6 +371,7 @@ impl ServeArgs {
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             max_sessions: usize::try_from(self.max_mcp_sessions).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_millis(self.limits.timeout_ms) + Duration::from_secs(5),
+            drain_delay: Duration::from_millis(self.drain_delay_ms),
         }
     }
 }

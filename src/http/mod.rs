@@ -59,6 +59,8 @@ pub struct AppState {
     pub mcp_sessions: Arc<LocalSessionManager>,
     /// Where `/metrics` reads what was recorded; `None`: not recorded (404).
     pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
+    /// Set at SIGTERM: `/readyz` says "draining" from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -72,6 +74,7 @@ impl AppState {
             mcp_sessions: Arc::new(LocalSessionManager::default()),
             options,
             metrics: None,
+            draining: Arc::default(),
         }
     }
 
@@ -447,8 +450,18 @@ pub async fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<()>
     let sessions = state.sessions.clone();
     tracing::info!("listening on http://{addr} (POST /run, /sessions, MCP at /mcp)");
     tokio::spawn(sessions.clone().housekeeping(shutdown.clone()));
+    let draining = state.draining.clone();
+    let drain_delay = options.drain_delay;
     server::run(listener, app(state), &options, connections, async move {
         shutdown_signal().await;
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        if !drain_delay.is_zero() {
+            tracing::info!(
+                drain_ms = drain_delay.as_millis() as u64,
+                "draining: /readyz says so; still serving until the delay is over"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
         shutdown.cancel();
     })
     .await;

@@ -32,7 +32,8 @@ pub async fn livez() -> axum::Json<Probe> {
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Probe>) {
     let limits = state.sandbox.limits();
-    let status = if state.shutdown.is_cancelled() {
+    let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let status = if draining || state.shutdown.is_cancelled() {
         "draining"
     } else if state.sandbox.running() >= limits.max_concurrency
         && state.sandbox.queued() >= limits.max_queue

@@ -36,6 +36,9 @@ pub struct ServeOptions {
     pub max_sessions: usize,
     /// How long shutdown waits for requests in flight before closing their connections.
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long to keep accepting and serving while `/readyz` says
+    /// "draining", so that a load balancer stops sending work before the listener closes.
+    pub drain_delay: Duration,
 }
 
 impl Default for ServeOptions {
@@ -46,6 +49,7 @@ impl Default for ServeOptions {
             max_connections: 1024,
             max_sessions: 256,
             shutdown_grace: Duration::from_secs(15),
+            drain_delay: Duration::ZERO,
         }
     }
 }

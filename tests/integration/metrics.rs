@@ -195,6 +195,48 @@ async fn livez_and_readyz_answer_for_orchestrators() {
     assert_eq!(get("/readyz").await, (200, json!({"status": "ok"})));
 }
 
+/// With `--drain-delay-ms`, SIGTERM first makes `/readyz` say "draining" while the server
+/// still accepts and runs work (a load balancer's time to notice), then it stops accepting
+/// and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_before_closing() {
+    let mut server = Server::start_with(&["--drain-delay-ms", "3000"]);
+    assert_eq!(server.raw("GET", "/readyz", None, vec![]).await.0, 200);
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (status, _, body) = server.raw("GET", "/readyz", None, vec![]).await;
+        if status == 503 {
+            assert_eq!(
+                serde_json::from_str::<Value>(&body).unwrap()["status"],
+                "draining"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz never said draining");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still serving, on new connections too, while draining.
+    let fresh = reqwest::Client::new();
+    let answer: Value = fresh
+        .post(server.url("/run"))
+        .json(&json!({"code": "6 * 7"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["result"], 42);
+    assert_eq!(server.raw("GET", "/livez", None, vec![]).await.0, 200);
+    let exit = tokio::task::block_in_place(|| server.child.wait()).unwrap();
+    assert!(exit.success(), "server exited with {exit:?}");
+}
+
 /// A real Prometheus scrapes the server's metrics listener and answers PromQL about it.
 #[tokio::test]
 async fn prometheus_scrapes_the_server() {
