@@ -8,6 +8,8 @@
 #   - .cache/clients/node22   Node 22 from the npm registry (the machine's node is older)
 #   - .cache/clients/npm      MCP Inspector CLI and the MCP conformance suite (exact pins)
 #   - .cache/clients/env.sh   `source` it to get node22, the venv and the npm tools on PATH
+#   - .cache/clients/k8s      Python venv with helm-python-sdk and kubernetes-validate (the
+#                             Helm chart's lint, render and schema checks)
 #   - prometheus and promtool from Debian's `prometheus` package (apt, when missing): the
 #     metrics tests scrape a running server with a real Prometheus
 #
@@ -21,12 +23,18 @@ readonly NODE_VERSION="22.23.3"
 readonly INSPECTOR_VERSION="2.12.0"
 readonly CONFORMANCE_VERSION="0.1.16"
 readonly SCHEMATHESIS_VERSION="4.32.5"
+# The chart checks: Helm's own library (there is no helm CLI in any registry here) and the
+# Kubernetes schemas of 1.25-1.37.
+readonly HELM_SDK_VERSION="0.2.2"
+readonly KUBE_VALIDATE_VERSION="1.37.0"
+readonly PYYAML_VERSION="6.0.3"
 
 ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly CLIENTS="$ROOT/.cache/clients"
 readonly VENV="$CLIENTS/venv"
 readonly ST_VENV="$CLIENTS/schemathesis"
+readonly K8S_VENV="$CLIENTS/k8s"
 readonly NODE_DIR="$CLIENTS/node22"
 readonly NPM_DIR="$CLIENTS/npm"
 readonly FORCE="${FORCE:-0}"
@@ -71,6 +79,20 @@ else
     "$ST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$st_want"
     log "schemathesis: $("$ST_VENV/bin/st" --version)"
     printf '%s' "$st_want" >"$st_stamp"
+fi
+
+# 2b'. The Helm chart's checkers (tests/helm/check_chart.py).
+k8s_stamp="$K8S_VENV/.stamp"
+k8s_want="helm-python-sdk==$HELM_SDK_VERSION kubernetes-validate==$KUBE_VALIDATE_VERSION pyyaml==$PYYAML_VERSION"
+if stamp_ok "$k8s_stamp" "$k8s_want" && [[ -x "$K8S_VENV/bin/kubernetes-validate" ]]; then
+    log "chart checkers: already installed in $K8S_VENV"
+else
+    log "chart checkers: creating $K8S_VENV with $k8s_want"
+    rm -rf -- "$K8S_VENV"
+    "$PYTHON" -m venv "$K8S_VENV"
+    # shellcheck disable=SC2086 # the three pins are separate words
+    "$K8S_VENV/bin/python" -m pip install --quiet --disable-pip-version-check $k8s_want
+    printf '%s' "$k8s_want" >"$k8s_stamp"
 fi
 
 # 2c. Prometheus (Debian's package; no registry here serves its release tarballs), for

@@ -5,6 +5,7 @@ mod adversarial;
 mod cancellation;
 mod cli;
 mod connections;
+mod helm;
 mod helpers;
 mod http_api;
 mod isolation;
