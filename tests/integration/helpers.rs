@@ -144,6 +144,21 @@ impl Server {
         (status, value)
     }
 
+    /// POST a JSON value to any path; returns status and parsed JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let (status, _, text) = self
+            .raw(
+                "POST",
+                path,
+                Some("application/json"),
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await;
+        let value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON body {text:?}: {e}"));
+        (status, value)
+    }
+
     /// Run code with default limits; asserts a 200 answer.
     pub async fn run(&self, code: &str) -> Value {
         self.run_with(serde_json::json!({ "code": code })).await

@@ -63,15 +63,7 @@ async fn metrics_count_runs_refusals_and_sessions() {
     assert_eq!(out["stopped"], "timeout");
     let (status, _) = server.run_json(json!({"code": "x".repeat(2 << 20)})).await;
     assert_eq!(status, 413);
-    let (status, _, _) = server
-        .raw(
-            "POST",
-            "/sessions",
-            Some("application/json"),
-            b"{}".to_vec(),
-        )
-        .await;
-    assert_eq!(status, 201);
+    assert_eq!(server.post("/sessions", json!({})).await.0, 201);
     let (status, _, _) = server.raw("GET", "/no/such/route", None, vec![]).await;
     assert_eq!(status, 404);
 

@@ -567,27 +567,16 @@ async fn display_interleaves_text_tables_and_figures() {
 #[tokio::test]
 async fn sessions_show_displays_and_keep_display_working() {
     let server = Server::scientific(&[]);
-    let (status, _, created) = server
-        .raw(
-            "POST",
-            "/sessions",
-            Some("application/json"),
-            b"{}".to_vec(),
-        )
-        .await;
+    let (status, created) = server.post("/sessions", json!({})).await;
     assert_eq!(status, 201, "{created}");
-    let created: Value = serde_json::from_str(&created).unwrap();
     let id = created["session_id"].as_str().unwrap();
     let turn = |code: &'static str| {
         let server = &server;
         let path = format!("/sessions/{id}/run");
         async move {
-            let body = serde_json::to_vec(&json!({"code": code})).unwrap();
-            let (status, _, text) = server
-                .raw("POST", &path, Some("application/json"), body)
-                .await;
-            assert_eq!(status, 200, "{text}");
-            serde_json::from_str::<Value>(&text).unwrap()
+            let (status, out) = server.post(&path, json!({"code": code})).await;
+            assert_eq!(status, 200, "{out}");
+            out
         }
     };
     let out = turn("import numpy as np\nx = np.arange(4)\ndisplay(x)\nx.sum()").await;
