@@ -3,7 +3,8 @@
 # rootful podman/buildah (no Docker daemon and no registry needed). CI runs it last.
 #
 # What it does:
-#   1. installs podman/buildah/runc/debootstrap from Debian's packages if missing;
+#   1. installs podman/buildah/runc/debootstrap (and catatonit, the pause binary `podman
+#      kube play` needs) from Debian's packages if missing;
 #   2. uses its own containers.conf / storage.conf in a scratch folder (the machine's
 #      global container config is never changed);
 #   3. makes the base images the Dockerfile's FROM lines name, locally:
@@ -25,7 +26,8 @@
 #        --read-only --cap-drop=ALL --security-opt no-new-privileges --user 10001
 #        -p 127.0.0.1:PORT:8000
 #      and checks /healthz, POST /run, a timeout, MCP over HTTP (/mcp), `mcp` over stdio
-#      and SIGTERM;
+#      and SIGTERM; then runs the Helm chart's rendered Deployment with `podman kube play`
+#      (needs tests/prepare.sh's .cache/clients/k8s) and calls it;
 #   6. removes what it started and its scratch folder (trap), then prints a summary
 #      (timings, image size, passed/failed); exit status non-zero on any failure.
 #
@@ -81,7 +83,7 @@ IMAGE_SIZE="" FIRST_MS="-"
 need_pkgs=()
 for tool in podman:podman buildah:buildah runc:runc debootstrap:debootstrap \
     newuidmap:uidmap slirp4netns:slirp4netns iptables:iptables fuse-overlayfs:fuse-overlayfs \
-    curl:curl jq:jq python3:python3; do
+    curl:curl jq:jq python3:python3 catatonit:catatonit; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need_pkgs+=("${tool#*:}")
 done
 [ -e /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
@@ -164,6 +166,7 @@ cleanup() {
         podman rm -f -t 2 "$NAME" >/dev/null 2>&1
     fi
     podman rm -f -t 2 "$NAME-stdio" >/dev/null 2>&1
+    [ ! -f "$SCRATCH/deployment.yaml" ] || podman kube down "$SCRATCH/deployment.yaml" >/dev/null 2>&1
     # A build interrupted mid-RUN leaves a stopped runc container whose bundle is ours.
     runc list --format json 2>/dev/null \
         | jq -r --arg s "$SCRATCH/" '.[]? | select(.bundle | startswith($s)) | .id' \
@@ -703,6 +706,41 @@ if [ "$stop_secs" -lt 5 ] && [ "$exit_code" = 0 ]; then
     pass "podman stop (SIGTERM): exit 0 in ${stop_secs} s"
 else
     fail "podman stop took ${stop_secs} s, exit code $exit_code"
+fi
+
+# ------------------------------------------------------------ kube play --
+# The Helm chart's Deployment, rendered by Helm's own library with this image, run by
+# `podman kube play`: the closest thing to a cluster these machines have (no registry
+# serves Kubernetes' node images). It exercises the chart's security context (non-root,
+# read-only root, no capabilities, seccomp), its emptyDir volumes and its environment.
+K8S_PY="$ROOT/.cache/clients/k8s/bin/python"
+if [ ! -x "$K8S_PY" ]; then
+    fail "kube play: $K8S_PY missing (run tests/prepare.sh)"
+else
+    KUBE_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    KUBE_YAML="$SCRATCH/deployment.yaml"
+    if "$K8S_PY" "$ROOT/tests/helm/render.py" "${IMAGE%:*}" "${IMAGE##*:}" "$KUBE_PORT" >"$KUBE_YAML" \
+        && podman kube play "$KUBE_YAML" >"$SCRATCH/kube.log" 2>&1; then
+        # Up to 3 minutes: the first pod also builds podman's local pause image.
+        kube_answer=""
+        for _ in $(seq 1 1800); do
+            kube_answer="$(curl -fsS --max-time 30 -H 'Content-Type: application/json' \
+                --data-binary '{"code": "import os\nos.getuid(), 6 * 7"}' \
+                "http://127.0.0.1:$KUBE_PORT/run" 2>/dev/null)" && break
+            kube_answer=""
+            sleep 0.1
+        done
+        ready="$(curl -fsS --max-time 5 "http://127.0.0.1:$KUBE_PORT/readyz" 2>/dev/null || true)"
+        if jq -e '.result.data == [10001, 42] and .error == null' <<<"$kube_answer" >/dev/null 2>&1 \
+            && jq -e '.status == "ok"' <<<"$ready" >/dev/null 2>&1; then
+            pass "podman kube play of the chart's Deployment: /readyz ok, /run as UID 10001 -> 42"
+        else
+            fail "kube play: /run ${kube_answer:-no answer}, /readyz ${ready:-no answer}: $(podman ps -a --pod 2>&1; for c in $(podman ps -a -q --filter label=app.kubernetes.io/instance=smoke 2>/dev/null); do podman logs --tail 20 "$c" 2>&1; done)"
+        fi
+    else
+        fail "kube play: $(tail -20 "$SCRATCH/kube.log" 2>/dev/null)"
+    fi
+    podman kube down "$KUBE_YAML" >/dev/null 2>&1 || true
 fi
 
 # The summary is printed by cleanup (trap), after the scratch folder is removed, also
