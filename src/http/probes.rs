@@ -72,8 +72,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         mcp_sessions: state.mcp_sessions.sessions.read().await.len(),
         ..Now::default()
     };
-    for session in state.sessions.list() {
-        match session.state {
+    for session in state.sessions.states() {
+        match session {
             SessionState::Active => now.sessions_active += 1,
             SessionState::Running => now.sessions_running += 1,
             SessionState::Suspended => now.sessions_suspended += 1,

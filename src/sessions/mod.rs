@@ -158,6 +158,16 @@ struct SavedLimits {
 }
 
 impl Meta {
+    fn state(&self) -> SessionState {
+        if self.running {
+            SessionState::Running
+        } else if self.suspended {
+            SessionState::Suspended
+        } else {
+            SessionState::Active
+        }
+    }
+
     fn expires_at(&self) -> u64 {
         (self.last_used_at + self.idle_timeout_s).min(self.created_at + self.lifetime_s)
     }
@@ -422,13 +432,7 @@ impl Sessions {
         SessionInfo {
             session_id: meta.id.clone(),
             runtime: meta.runtime.clone(),
-            state: if meta.running {
-                SessionState::Running
-            } else if meta.suspended {
-                SessionState::Suspended
-            } else {
-                SessionState::Active
-            },
+            state: meta.state(),
             created_at: crate::workspace::rfc3339(meta.created_at as i64),
             last_used_at: crate::workspace::rfc3339(meta.last_used_at as i64),
             expires_at: crate::workspace::rfc3339(meta.expires_at() as i64),
@@ -455,6 +459,13 @@ impl Sessions {
 
     pub fn count(&self) -> usize {
         self.table().len()
+    }
+
+    /// How many sessions are in each state, without reading their workspaces (what a
+    /// metrics scrape needs, often).
+    pub fn states(&self) -> Vec<SessionState> {
+        let slots: Vec<Arc<Slot>> = self.table().values().cloned().collect();
+        slots.iter().map(|slot| slot.meta().state()).collect()
     }
 
     /// Close a session and remove its files. A running turn makes this `Busy`.
