@@ -67,33 +67,30 @@ else
     printf '%s' "$venv_want" >"$venv_stamp"
 fi
 
+# tool_venv NAME DIR BIN PIN... - a venv of its own at DIR holding the pinned packages,
+# remade unless its stamp matches the pins and DIR/bin/BIN is there.
+tool_venv() {
+    local name="$1" dir="$2" bin="$3"
+    shift 3
+    local want="$*"
+    if stamp_ok "$dir/.stamp" "$want" && [[ -x "$dir/bin/$bin" ]]; then
+        log "$name: $want already installed in $dir"
+        return
+    fi
+    log "$name: creating $dir with $want"
+    rm -rf -- "$dir"
+    "$PYTHON" -m venv "$dir"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+    printf '%s' "$want" >"$dir/.stamp"
+}
+
 # 2b. schemathesis, for the OpenAPI fuzz test (tests/integration/openapi.rs).
-st_stamp="$ST_VENV/.stamp"
-st_want="schemathesis==$SCHEMATHESIS_VERSION"
-if stamp_ok "$st_stamp" "$st_want" && [[ -x "$ST_VENV/bin/st" ]]; then
-    log "schemathesis: $st_want already installed in $ST_VENV"
-else
-    log "schemathesis: creating $ST_VENV with $st_want"
-    rm -rf -- "$ST_VENV"
-    "$PYTHON" -m venv "$ST_VENV"
-    "$ST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$st_want"
-    log "schemathesis: $("$ST_VENV/bin/st" --version)"
-    printf '%s' "$st_want" >"$st_stamp"
-fi
+tool_venv schemathesis "$ST_VENV" st "schemathesis==$SCHEMATHESIS_VERSION"
+log "schemathesis: $("$ST_VENV/bin/st" --version)"
 
 # 2b'. The Helm chart's checkers (tests/helm/check_chart.py).
-k8s_stamp="$K8S_VENV/.stamp"
-k8s_want="helm-python-sdk==$HELM_SDK_VERSION kubernetes-validate==$KUBE_VALIDATE_VERSION pyyaml==$PYYAML_VERSION"
-if stamp_ok "$k8s_stamp" "$k8s_want" && [[ -x "$K8S_VENV/bin/kubernetes-validate" ]]; then
-    log "chart checkers: already installed in $K8S_VENV"
-else
-    log "chart checkers: creating $K8S_VENV with $k8s_want"
-    rm -rf -- "$K8S_VENV"
-    "$PYTHON" -m venv "$K8S_VENV"
-    # shellcheck disable=SC2086 # the three pins are separate words
-    "$K8S_VENV/bin/python" -m pip install --quiet --disable-pip-version-check $k8s_want
-    printf '%s' "$k8s_want" >"$k8s_stamp"
-fi
+tool_venv "chart checkers" "$K8S_VENV" kubernetes-validate "helm-python-sdk==$HELM_SDK_VERSION" \
+    "kubernetes-validate==$KUBE_VALIDATE_VERSION" "pyyaml==$PYYAML_VERSION"
 
 # 2c. Prometheus (Debian's package; no registry here serves its release tarballs), for
 #     tests/integration/metrics.rs.
