@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::limits::LimitRequest;
-use crate::outcome::{Display, Image, Outcome, Stop};
+use crate::outcome::{Display, Image, Outcome, Stop, ToolCall};
 use crate::workspace::{FileIn, FileOut};
 
 /// `POST /run` body.
@@ -55,6 +55,25 @@ pub struct RunRequest {
     /// Files written into the working directory (/workspace) before the code runs.
     #[serde(default)]
     pub files: Vec<FileIn>,
+    /// Code mode: most calls to upstream tools (`import tools`) the run may make; more
+    /// than the server's means the server's. 0 forbids tool calls.
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::non_negative")]
+    pub max_tool_calls: Option<u64>,
+    /// Code mode: longest one tool call may take, in milliseconds (the run's own timeout
+    /// still holds); more than the server's means the server's.
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::at_least_one")]
+    pub tool_timeout_ms: Option<u64>,
+    /// Code mode: bytes of tool results (as JSON) the run may receive in all; more than
+    /// the server's means the server's.
+    #[serde(default, deserialize_with = "limit_number::deserialize")]
+    #[schemars(schema_with = "limit_number::non_negative")]
+    pub max_tool_result_bytes: Option<u64>,
+    /// Code mode: list each tool call's arguments and result in `tool_calls` (by default
+    /// only which tool, whether it succeeded, how long and how many bytes).
+    #[serde(default)]
+    pub tool_call_details: bool,
 }
 
 impl RunRequest {
@@ -64,6 +83,10 @@ impl RunRequest {
             fuel: self.fuel,
             memory_mb: self.memory_mb,
             max_output_bytes: self.max_output_bytes,
+            max_tool_calls: self.max_tool_calls,
+            tool_timeout_ms: self.tool_timeout_ms,
+            max_tool_result_bytes: self.max_tool_result_bytes,
+            tool_call_details: self.tool_call_details,
         }
     }
 }
@@ -305,6 +328,10 @@ pub struct RunResponse {
     /// file is listed without `content` and with `omitted: true`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileOut>,
+    /// Code mode: each call the code made to an upstream tool, in order (absent when it
+    /// made none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl From<Outcome> for RunResponse {
@@ -326,6 +353,7 @@ impl From<Outcome> for RunResponse {
             images_omitted: outcome.images_omitted,
             displays: outcome.displays,
             files: outcome.files,
+            tool_calls: outcome.tool_calls,
         }
     }
 }

@@ -282,6 +282,13 @@ pub struct RuntimeArgs {
     /// a tmpfs at /tmp (or this flag) keeps /tmp writable for the guest.
     #[arg(long, value_name = "DIR", env = "OMCP_SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,
+
+    /// Code mode: upstream MCP servers whose tools the guest may call (`import tools`), in
+    /// the `mcpServers` JSON format of Claude Desktop and Cursor (stdio: command, args, env;
+    /// HTTP: url, headers; per server optional `allow`/`deny` tool lists). Each tool runs
+    /// with this server's authority. Default: none.
+    #[arg(long, value_name = "FILE", env = "OMCP_TOOLS_CONFIG")]
+    pub tools_config: Option<PathBuf>,
 }
 
 /// Per-run limits: the default for each run and the most a request may ask for.
@@ -339,6 +346,22 @@ pub struct LimitArgs {
     /// their content.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_FILES_OUT_KB, env = "OMCP_MAX_FILES_OUT_KB")]
     pub max_files_out_kb: u64,
+
+    /// Code mode: calls to upstream tools one run (or session turn) may make; a request
+    /// may ask for fewer.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_TOOL_CALLS, env = "OMCP_MAX_TOOL_CALLS")]
+    pub max_tool_calls: u64,
+
+    /// Code mode: longest one tool call may take, in milliseconds (the run's own timeout
+    /// still holds while it waits); past it the call is cancelled upstream.
+    #[arg(long, default_value_t = limits::DEFAULT_TOOL_TIMEOUT_MS, env = "OMCP_TOOL_TIMEOUT_MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub tool_timeout_ms: u64,
+
+    /// Code mode: bytes of tool results (as JSON) one run may receive; a text result past
+    /// it is cut, other results are refused.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_TOOL_RESULT_BYTES, env = "OMCP_MAX_TOOL_RESULT_BYTES")]
+    pub max_tool_result_bytes: u64,
 }
 
 impl LimitArgs {
@@ -357,6 +380,9 @@ impl LimitArgs {
             workspace_max_files: self.workspace_max_files,
             max_upload_mb: self.max_upload_mb,
             max_files_out_kb: self.max_files_out_kb,
+            max_tool_calls: self.max_tool_calls,
+            tool_timeout: Duration::from_millis(self.tool_timeout_ms),
+            max_tool_result_bytes: self.max_tool_result_bytes,
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`cli`] and [`commands`]: argument parsing and one module per command.
 //! - [`workspace`]: the writable `/workspace` directory of a run or session, reached only
 //!   through a capability (client paths checked, guest symlinks never followed).
+//! - [`tools`]: code mode: upstream MCP servers' tools as a Python library in the guest
+//!   (`import tools`), their supervision, and each run's bounded, recorded door to them.
 //! - [`sessions`]: interpreters that live across calls, their workspaces, suspension to
 //!   disk and the bounds on them (the faces' one door to session state).
 //!
@@ -40,3 +42,5 @@ pub mod metrics;
 pub mod sandbox;
 #[cfg(feature = "runtime")]
 pub mod sessions;
+#[cfg(feature = "runtime")]
+pub mod tools;

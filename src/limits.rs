@@ -43,6 +43,12 @@ pub const DEFAULT_WORKSPACE_MAX_FILES: usize = 1000;
 pub const DEFAULT_MAX_UPLOAD_MB: u64 = 16;
 /// Bytes of file content a stateless run sends back, in KiB.
 pub const DEFAULT_MAX_FILES_OUT_KB: u64 = 1024;
+/// Tool calls one run (or session turn) may make (code mode).
+pub const DEFAULT_MAX_TOOL_CALLS: u64 = 100;
+/// Longest one tool call may take; the run's own timeout still holds while it waits.
+pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 30_000;
+/// Bytes of tool results (as JSON) one run may receive.
+pub const DEFAULT_MAX_TOOL_RESULT_BYTES: u64 = 1 << 20;
 /// Below this the interpreter cannot even start.
 pub const MIN_MEMORY_MB: u64 = 1;
 
@@ -77,6 +83,10 @@ pub struct Limits {
     pub max_upload_mb: u64,
     /// Bytes of file content a stateless run sends back, in KiB.
     pub max_files_out_kb: u64,
+    /// Code mode: tool calls per run, time per call, bytes of results per run.
+    pub max_tool_calls: u64,
+    pub tool_timeout: Duration,
+    pub max_tool_result_bytes: u64,
 }
 
 impl Default for Limits {
@@ -95,6 +105,9 @@ impl Default for Limits {
             workspace_max_files: DEFAULT_WORKSPACE_MAX_FILES,
             max_upload_mb: DEFAULT_MAX_UPLOAD_MB,
             max_files_out_kb: DEFAULT_MAX_FILES_OUT_KB,
+            max_tool_calls: DEFAULT_MAX_TOOL_CALLS,
+            tool_timeout: Duration::from_millis(DEFAULT_TOOL_TIMEOUT_MS),
+            max_tool_result_bytes: DEFAULT_MAX_TOOL_RESULT_BYTES,
         }
     }
 }
@@ -106,6 +119,11 @@ pub struct LimitRequest {
     pub fuel: Option<u64>,
     pub memory_mb: Option<u64>,
     pub max_output_bytes: Option<u64>,
+    pub max_tool_calls: Option<u64>,
+    pub tool_timeout_ms: Option<u64>,
+    pub max_tool_result_bytes: Option<u64>,
+    /// Not a limit: whether the run's record of tool calls keeps arguments and results.
+    pub tool_call_details: bool,
 }
 
 /// The limits one run actually gets.
@@ -118,6 +136,20 @@ pub struct RunLimits {
     pub max_output_bytes: usize,
     /// Bytes the run may write to its scratch directory.
     pub scratch_bytes: u64,
+    /// Code mode's bounds (see [`ToolBounds`]).
+    pub tools: ToolBounds,
+}
+
+/// What one run may do with the upstream tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolBounds {
+    pub max_calls: u64,
+    /// Longest one call may take (the run's timeout also holds).
+    pub call_timeout: Duration,
+    /// Bytes of results, as JSON, the run may receive in all.
+    pub max_result_bytes: u64,
+    /// Keep each call's arguments and result in the record.
+    pub details: bool,
 }
 
 /// A request's limit that cannot be honoured (a zero where a positive number is needed).
@@ -178,6 +210,22 @@ impl Limits {
                 0,
             )? as usize,
             scratch_bytes: self.scratch_mb.saturating_mul(1 << 20),
+            tools: ToolBounds {
+                max_calls: pick("max_tool_calls", req.max_tool_calls, self.max_tool_calls, 0)?,
+                call_timeout: Duration::from_millis(pick(
+                    "tool_timeout_ms",
+                    req.tool_timeout_ms,
+                    self.tool_timeout.as_millis() as u64,
+                    1,
+                )?),
+                max_result_bytes: pick(
+                    "max_tool_result_bytes",
+                    req.max_tool_result_bytes,
+                    self.max_tool_result_bytes,
+                    0,
+                )?,
+                details: req.tool_call_details,
+            },
         })
     }
 }
@@ -212,12 +260,25 @@ mod tests {
                 fuel: Some(u64::MAX),
                 memory_mb: Some(64),
                 max_output_bytes: None,
+                max_tool_calls: Some(u64::MAX),
+                tool_timeout_ms: Some(250),
+                max_tool_result_bytes: Some(0),
+                tool_call_details: true,
             })
             .unwrap();
         assert_eq!(run.timeout, Duration::from_millis(500));
         assert_eq!(run.fuel, Some(DEFAULT_FUEL));
         assert_eq!(run.memory_mb, 64);
         assert_eq!(run.max_output_bytes, DEFAULT_MAX_OUTPUT_BYTES);
+        assert_eq!(run.tools.max_calls, DEFAULT_MAX_TOOL_CALLS);
+        assert_eq!(run.tools.call_timeout, Duration::from_millis(250));
+        assert_eq!(run.tools.max_result_bytes, 0);
+        assert!(run.tools.details);
+        let zero = LimitRequest {
+            tool_timeout_ms: Some(0),
+            ..LimitRequest::default()
+        };
+        assert_eq!(limits.resolve(&zero).unwrap_err().field, "tool_timeout_ms");
     }
 
     #[test]

@@ -105,6 +105,18 @@ fn describe() {
         Unit::Seconds,
         "Time to read a session's state back and restore its interpreter"
     );
+    describe_counter!(
+        "omcp_tool_calls_total",
+        Unit::Count,
+        "Code mode: calls guests made to upstream tools, by server, tool and outcome (ok, \
+         or the failure: tool_error, invalid_arguments, unknown_tool, unavailable, timeout, \
+         limit)"
+    );
+    describe_histogram!(
+        "omcp_tool_call_duration_seconds",
+        Unit::Seconds,
+        "Code mode: time from a guest's tool call to its answer, by server"
+    );
     describe_gauge!("omcp_slots", Unit::Count, "Run slots (runs at once)");
     describe_gauge!(
         "omcp_slots_busy",
@@ -154,6 +166,22 @@ pub fn run_finished(face: Face, outcome: &Outcome) {
     .increment(1);
     histogram!("omcp_run_duration_seconds", "runtime" => outcome.runtime.clone())
         .record(outcome.duration.as_secs_f64());
+}
+
+/// A guest's tool call was answered (code mode). Names the guest made up (an unknown
+/// server or tool) are not labels: each would be a new time series.
+pub fn tool_call(call: &crate::outcome::ToolCall) {
+    let known = call.error.as_deref() != Some("unknown_tool");
+    let (server, tool) = if known {
+        (call.server.clone(), call.tool.clone())
+    } else {
+        ("unknown".to_string(), "unknown".to_string())
+    };
+    let outcome = call.error.clone().unwrap_or_else(|| "ok".into());
+    counter!("omcp_tool_calls_total", "server" => server.clone(), "tool" => tool, "outcome" => outcome)
+        .increment(1);
+    histogram!("omcp_tool_call_duration_seconds", "server" => server)
+        .record(call.duration_ms / 1e3);
 }
 
 pub fn queue_wait(waited: Duration) {

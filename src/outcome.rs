@@ -85,6 +85,39 @@ pub struct Outcome {
     pub images_omitted: Vec<String>,
     /// Files of the workspace a stateless run created or changed.
     pub files: Vec<crate::workspace::FileOut>,
+    /// Code mode: the calls the run made to upstream tools, in order.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// One call the guest made to an upstream tool (code mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ToolCall {
+    /// The server's name in the operator's tools config.
+    pub server: String,
+    /// The tool's name upstream.
+    pub tool: String,
+    /// The tool answered without an error.
+    pub ok: bool,
+    /// Why it failed: "tool_error" (the tool's own error), "invalid_arguments" (refused
+    /// here against the input schema, not forwarded), "unknown_tool", "unavailable",
+    /// "timeout" or "limit" (calls or result bytes of the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// From the call leaving the guest to its answer, in milliseconds.
+    pub duration_ms: f64,
+    /// Bytes of the result (as JSON) handed to the guest.
+    pub result_bytes: u64,
+    /// A text result was cut to fit the run's result budget.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// The arguments, when the request asked for `tool_call_details`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::value_forms::any_json")]
+    pub arguments: Option<Value>,
+    /// The result (or the error message), when the request asked for `tool_call_details`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::value_forms::any_json")]
+    pub result: Option<Value>,
 }
 
 /// A piece of what a run showed, in the order it happened: see [`Outcome::in_order`].

@@ -145,7 +145,7 @@ pub fn schema(generator: &mut SchemaGenerator) -> Schema {
 }
 
 /// Any JSON value (spelled out: strict schema checkers refuse a bare `true`).
-fn any_json(_: &mut SchemaGenerator) -> Schema {
+pub fn any_json(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": ["null", "boolean", "number", "string", "array", "object"] })
 }
 

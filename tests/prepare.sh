@@ -10,6 +10,9 @@
 #   - .cache/clients/env.sh   `source` it to get node22, the venv and the npm tools on PATH
 #   - .cache/clients/k8s      Python venv with helm-python-sdk and kubernetes-validate (the
 #                             Helm chart's lint, render and schema checks)
+#   - .cache/clients/upstream MCP servers code mode's tests call: server-everything and
+#                             server-memory (npm, exact pins)
+#   - .cache/clients/time     Python venv with mcp-server-time (PyPI)
 #   - prometheus and promtool from Debian's `prometheus` package (apt, when missing): the
 #     metrics tests scrape a running server with a real Prometheus
 #
@@ -28,6 +31,10 @@ readonly SCHEMATHESIS_VERSION="4.32.5"
 readonly HELM_SDK_VERSION="0.2.2"
 readonly KUBE_VALIDATE_VERSION="1.37.0"
 readonly PYYAML_VERSION="6.0.3"
+# Code mode's upstreams: real MCP servers no one here wrote (tests/integration/code_mode.rs).
+readonly EVERYTHING_VERSION="2026.8.31"
+readonly MEMORY_VERSION="2026.8.31"
+readonly TIME_VERSION="2026.10.19"
 
 ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
@@ -37,6 +44,8 @@ readonly ST_VENV="$CLIENTS/schemathesis"
 readonly K8S_VENV="$CLIENTS/k8s"
 readonly NODE_DIR="$CLIENTS/node22"
 readonly NPM_DIR="$CLIENTS/npm"
+readonly UPSTREAM_DIR="$CLIENTS/upstream"
+readonly TIME_VENV="$CLIENTS/time"
 readonly FORCE="${FORCE:-0}"
 PYTHON="${PYTHON:-python3}"
 
@@ -91,6 +100,9 @@ log "schemathesis: $("$ST_VENV/bin/st" --version)"
 # 2b'. The Helm chart's checkers (tests/helm/check_chart.py).
 tool_venv "chart checkers" "$K8S_VENV" kubernetes-validate "helm-python-sdk==$HELM_SDK_VERSION" \
     "kubernetes-validate==$KUBE_VALIDATE_VERSION" "pyyaml==$PYYAML_VERSION"
+
+# 2b''. mcp-server-time, an upstream for code mode's tests.
+tool_venv "time server" "$TIME_VENV" mcp-server-time "mcp-server-time==$TIME_VERSION"
 
 # 2c. Prometheus (Debian's package; no registry here serves its release tarballs), for
 #     tests/integration/metrics.rs.
@@ -148,6 +160,35 @@ EOF
         npm install --no-audit --no-fund --loglevel=error
     )
     printf '%s' "$npm_want" >"$npm_stamp"
+fi
+
+# 4b. Upstream MCP servers for code mode (started by the tests with Node 22).
+up_stamp="$UPSTREAM_DIR/.stamp"
+up_want="everything=$EVERYTHING_VERSION memory=$MEMORY_VERSION"
+if stamp_ok "$up_stamp" "$up_want" \
+    && [[ -e "$UPSTREAM_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js" \
+       && -e "$UPSTREAM_DIR/node_modules/@modelcontextprotocol/server-memory/dist/index.js" ]]; then
+    log "upstream: server-everything $EVERYTHING_VERSION and server-memory $MEMORY_VERSION already installed in $UPSTREAM_DIR"
+else
+    log "upstream: installing server-everything@$EVERYTHING_VERSION and server-memory@$MEMORY_VERSION into $UPSTREAM_DIR"
+    rm -rf -- "$UPSTREAM_DIR"
+    mkdir -p "$UPSTREAM_DIR"
+    cat >"$UPSTREAM_DIR/package.json" <<EOF
+{
+  "name": "omcp-sandbox-upstream-servers",
+  "private": true,
+  "dependencies": {
+    "@modelcontextprotocol/server-everything": "$EVERYTHING_VERSION",
+    "@modelcontextprotocol/server-memory": "$MEMORY_VERSION"
+  }
+}
+EOF
+    (
+        export PATH="$node_bin_dir:$PATH"
+        cd "$UPSTREAM_DIR"
+        npm install --no-audit --no-fund --loglevel=error
+    )
+    printf '%s' "$up_want" >"$up_stamp"
 fi
 
 # 5. env.sh for the other scripts.

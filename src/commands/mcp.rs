@@ -27,11 +27,12 @@ use crate::sessions::Sessions;
 const MAX_LINE: usize = 16 << 20;
 
 pub fn main(args: McpArgs) -> anyhow::Result<ExitCode> {
-    let sandbox = Arc::new(Sandbox::load(
-        args.runtime.sandbox_options(args.limits.limits()),
-    )?);
+    let servers = super::tool_servers(args.runtime.tools_config.as_deref())?;
+    let runtime = super::runtime()?;
+    let sandbox = Sandbox::load(args.runtime.sandbox_options(args.limits.limits()))?;
+    let sandbox = Arc::new(super::with_tools(sandbox, servers, &runtime));
     let sessions = Arc::new(Sessions::new(sandbox, args.sessions.options())?);
-    super::runtime()?.block_on(async {
+    runtime.block_on(async {
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(sessions.clone().housekeeping(stop.clone()));
         let (to_rmcp, rmcp_in) = tokio::io::duplex(1 << 16);

@@ -18,3 +18,34 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// The upstream tool servers `--tools-config` names (checked before anything slow starts).
+pub fn tool_servers(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<crate::tools::ServerConfig>> {
+    match path {
+        Some(path) => Ok(crate::tools::config::load(path)?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Give `sandbox` code mode's tools: start a supervisor per upstream on `runtime` and wait
+/// (at most 20 s) for each to connect or fail once, so the first runs see their tools.
+/// Without servers the sandbox has no door at all (`import tools` says none are configured).
+pub fn with_tools(
+    sandbox: crate::sandbox::Sandbox,
+    servers: Vec<crate::tools::ServerConfig>,
+    runtime: &tokio::runtime::Runtime,
+) -> crate::sandbox::Sandbox {
+    if servers.is_empty() {
+        return sandbox;
+    }
+    let toolbox = runtime.block_on(crate::tools::Toolbox::start(
+        servers,
+        std::time::Duration::from_secs(20),
+    ));
+    for server in toolbox.health() {
+        tracing::info!(server = %server.name, status = %server.status, tools = server.tools, "tool server");
+    }
+    sandbox.with_tools(toolbox)
+}

@@ -21,7 +21,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let (Some(name), true) = (&args.runtime, options.runtimes.is_empty()) {
         options.runtimes = vec![name.clone()];
     }
-    let sandbox = Sandbox::load(options)?;
+    let servers = super::tool_servers(args.runtimes.tools_config.as_deref())?;
+    let runtime = super::runtime()?;
+    let sandbox = super::with_tools(Sandbox::load(options)?, servers, &runtime);
     let job = sandbox.job(
         code,
         stdin,
@@ -29,7 +31,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.runtime.as_deref(),
         args.seed,
     )?;
-    let outcome = super::runtime()?.block_on(sandbox.run(&job))?;
+    let outcome = runtime.block_on(sandbox.run(&job))?;
     crate::metrics::run_finished(crate::metrics::Face::Cli, &outcome);
     let status = exit_status(&outcome);
     if args.json {

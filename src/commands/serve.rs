@@ -29,7 +29,10 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    let servers = super::tool_servers(args.runtime.tools_config.as_deref())?;
+    let runtime = super::runtime()?;
     let sandbox = Sandbox::load(args.runtime.sandbox_options(args.limits.limits()))?;
+    let sandbox = super::with_tools(sandbox, servers, &runtime);
     tracing::info!(
         runtimes = ?sandbox.runtimes().map(|r| r.name).collect::<Vec<_>>(),
         default = sandbox.info().name,
@@ -41,7 +44,7 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let sessions = Sessions::new(Arc::new(sandbox), args.sessions.options())?;
     let state = AppState::new(Arc::new(sessions), guard, options)
         .with_metrics(crate::metrics::install().context("failed to set up metrics")?);
-    super::runtime()?.block_on(async {
+    runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("failed to listen on {}", args.listen))?;

@@ -24,6 +24,30 @@ pub struct Health {
     pub limits: LimitsHealth,
     pub load: LoadHealth,
     pub sessions: SessionsHealth,
+    /// Code mode: each upstream MCP server of `--tools-config` (empty without one). A
+    /// failed server is retried with backoff; its tools are unavailable meanwhile, the
+    /// others' are not.
+    pub tools: Vec<crate::tools::ServerHealth>,
+}
+
+/// `GET /tools`: code mode's upstream servers and the Python API their tools make.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ToolsListing {
+    /// Each upstream server, as in `/healthz`.
+    pub servers: Vec<crate::tools::ServerHealth>,
+    /// The `tools` module's functions as a Python stub file: each signature and docstring.
+    pub stubs: String,
+}
+
+pub async fn tools(State(state): State<AppState>) -> axum::Json<ToolsListing> {
+    let tools = state.sandbox.tools();
+    axum::Json(ToolsListing {
+        servers: tools.map(|t| t.health()).unwrap_or_default(),
+        stubs: tools.map_or_else(
+            || "# No tool servers are configured on this server.\n".to_string(),
+            |t| t.stubs(),
+        ),
+    })
 }
 
 /// A Python runtime the server loaded.
@@ -138,5 +162,10 @@ pub async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
             open: state.sessions.count() as u64,
             max: state.sessions.options().max_sessions as u64,
         },
+        tools: state
+            .sandbox
+            .tools()
+            .map(|t| t.health())
+            .unwrap_or_default(),
     })
 }

@@ -370,6 +370,8 @@ pub fn app(state: AppState) -> Router {
 
     let guarded = Router::new()
         .route("/run", post(run))
+        // What the operator's upstreams offer is for callers, not for anyone who can probe.
+        .route("/tools", get(health::tools))
         .merge(sessions::routes(&state))
         .nest_service("/mcp", mcp)
         .route_layer(axum::middleware::from_fn_with_state(

@@ -86,6 +86,7 @@ pub fn document(limits: &Limits, runtimes: &[&str]) -> Value {
     let run_response = Value::from(answers.subschema_for::<RunResponse>());
     let error = answers.subschema_for::<ErrorBody>();
     let health = answers.subschema_for::<Health>();
+    let tools = answers.subschema_for::<super::health::ToolsListing>();
     let probe = answers.subschema_for::<super::probes::Probe>();
     let session_info = Value::from(answers.subschema_for::<SessionInfo>());
     let session_list = Value::from(answers.subschema_for::<SessionList>());
@@ -407,6 +408,21 @@ pub fn document(limits: &Limits, runtimes: &[&str]) -> Value {
                             one with POST /sessions); or `file_not_found`: no such file.")),
                         ("409", refusal("`session_busy`: a turn is running; or `not_a_file`: \
                             it is a directory or a symlink.")),
+                    ])),
+                },
+            },
+            "/tools": {
+                "get": {
+                    "operationId": "listTools",
+                    "summary": "Code mode: the upstream tool servers and the `tools` module's API",
+                    "description": "Each upstream MCP server of the operator's --tools-config \
+                        with its state, and the Python functions `import tools` gives runs and \
+                        sessions, as a stub file (signatures and docstrings).",
+                    "responses": guarded(responses(vec![
+                        ("200", json!({
+                            "description": "The servers and the stubs.",
+                            "content": { "application/json": { "schema": tools } },
+                        })),
                     ])),
                 },
             },

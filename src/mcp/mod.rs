@@ -10,6 +10,7 @@
 //! `isError: true` and a text that starts with its type (`[session_busy] ...`); malformed
 //! arguments and refusals before running (busy server, too large) are JSON-RPC errors.
 
+mod code_mode;
 pub mod frame;
 mod sessions;
 
@@ -99,6 +100,24 @@ fn tool_description(sandbox: &Sandbox) -> String {
          in time, instructions, memory and output; `stopped` says which limit ended a run \
          early.",
     );
+    if let Some(tools) = sandbox.tools() {
+        let limits = sandbox.limits();
+        text.push_str(&format!(
+            "\n\nCode mode: `import tools` gives functions that call the tools of upstream MCP \
+             servers this server's operator configured, so one program can call many tools, \
+             loop, filter and combine their results, and return only the answer. \
+             tools.<server>.<tool>(arg=...) returns the tool's structured content as data \
+             (else its text) and raises tools.ToolError (with .kind) if it fails; arguments \
+             are checked against the tool's schema first. A run may make {} calls of at most \
+             {} ms each and receive {} bytes of results; each call is listed in the answer's \
+             `tool_calls`. `list_tools` gives every signature and docstring. The functions \
+             now:\n{}",
+            limits.max_tool_calls,
+            limits.tool_timeout.as_millis(),
+            limits.max_tool_result_bytes,
+            tools.summary(6000),
+        ));
+    }
     text
 }
 
@@ -169,6 +188,9 @@ impl SandboxTools {
     pub fn new(sessions: Arc<Sessions>) -> Self {
         let sandbox = sessions.sandbox().clone();
         let mut tool_router = Self::tool_router() + Self::session_tool_router();
+        if sandbox.tools().is_some() {
+            tool_router = tool_router + Self::code_mode_router();
+        }
         let names: Vec<serde_json::Value> = sandbox
             .runtimes()
             .map(|r| r.name.into())

@@ -33,6 +33,8 @@
 # Sessions enter `session` instead of `run` (through its own tp_call, or with
 # `turn("__import__('sys')._omcp_session()")`), and it returns after the envelope.
 #
+# Tools: `import tools` is built by tools.py (prepended too) from frames through the door.
+#
 # Values: the last expression's value and each displayed object become JSON data and the
 # text a notebook prints by the rules of values.py (prepended to this file by the host).
 #
@@ -292,6 +294,8 @@ def _omcp_driver():
                 module.get_ipython = lambda: None
 
     sys.meta_path.append(NotebookImports)
+    # `import tools` (code mode, see tools.py): first on the path, so no file can stand in.
+    sys.meta_path.insert(0, _omcp_tools())
 
     def run():
         try:

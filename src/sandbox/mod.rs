@@ -11,6 +11,7 @@
 //! instructions is compiled into the code and slows CPU-bound Python by ~15-25%. A run
 //! goes to the metered engine only when its limits carry fuel (see `limits`).
 
+mod door;
 mod engine;
 mod io;
 mod overlay;
@@ -38,6 +39,7 @@ pub use runtime::{Entry as RuntimeEntry, NAMES as RUNTIME_NAMES};
 pub use session::{SessionCore, SessionStats, TurnError};
 
 use crate::limits::{LimitError, LimitRequest, Limits, RunLimits};
+use crate::tools::{Door, Toolbox};
 use crate::workspace::{FileError, FileIn, WorkspaceLimits, check_path};
 use run::{Entry, GuestState, Hosting};
 use runtime::Runtime;
@@ -156,6 +158,8 @@ pub struct Sandbox {
     limits: Limits,
     slots: Arc<Semaphore>,
     queued: AtomicUsize,
+    /// The upstream tools runs may call (code mode); `None`: none configured.
+    tools: Option<Arc<Toolbox>>,
 }
 
 impl Sandbox {
@@ -220,11 +224,30 @@ impl Sandbox {
             slots: Arc::new(Semaphore::new(options.limits.max_concurrency)),
             limits: options.limits,
             queued: AtomicUsize::new(0),
+            tools: None,
         })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Give every later run (and session turn) the door to these tools.
+    pub fn with_tools(mut self, tools: Arc<Toolbox>) -> Sandbox {
+        self.tools = Some(tools);
+        self
+    }
+
+    /// The upstream tools, if any are configured.
+    pub fn tools(&self) -> Option<&Arc<Toolbox>> {
+        self.tools.as_ref()
+    }
+
+    /// A run's door to the tools, within its bounds.
+    fn door(&self, job: &Job) -> Option<Door> {
+        self.tools
+            .as_ref()
+            .map(|tools| Door::new(tools.clone(), job.limits.tools))
     }
 
     /// The default runtime's facts.
@@ -326,7 +349,7 @@ impl Sandbox {
             Some(_) => &runtime.metered,
             None => &runtime.plain,
         };
-        let mut outcome = run::run(&flavor.pre, flavor.entry, &runtime.hosting, job)
+        let mut outcome = run::run(&flavor.pre, flavor.entry, &runtime.hosting, job, self.door(job))
             .await
             .map_err(|e| RunError::Internal(into_anyhow(e)))?;
         outcome.runtime = runtime.info.name.to_string();
@@ -530,13 +553,9 @@ fn linker_for(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<GuestState>>
     let mut linker: Linker<GuestState> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, GuestState::wasi)
         .context("failed to link WASI")?;
-    // The scientific build's door to host tools (`host.call`); this host binds none, which
-    // the guest sees as ConnectionRefusedError.
-    linker
-        .func_wrap("host", "call", |_: i32, _: i32, _: i32, _: i32| -> i32 {
-            -1
-        })
-        .context("failed to link host.call")?;
+    // The scientific build's door to the tools (code mode); a run without tools answers -1,
+    // which the guest sees as ConnectionRefusedError.
+    door::add_host_call(&mut linker).context("failed to link host.call")?;
     quota::add_to_linker(&mut linker).context("failed to link the workspace quota")?;
     Ok(linker)
 }
@@ -729,7 +748,7 @@ async fn self_test(
             files_out_bytes: 0,
             workspace: crate::limits::Limits::default().workspace(),
         };
-        async move { run::run(pre, Entry::Snapshot(point), hosting, &job).await }
+        async move { run::run(pre, Entry::Snapshot(point), hosting, &job, None).await }
     };
     let out = run("import sys\nprint(1+1)\nleft = 'behind'\n[2+2, sys.stdin.read()]").await?;
     let expected = serde_json::json!([4, "in"]);

@@ -14,6 +14,7 @@
 use wasmtime::{Caller, Linker, Memory, Result};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
 
+use super::door;
 use super::run::GuestState;
 
 /// Files, directories and links one run may create in its scratch directory.
@@ -105,7 +106,8 @@ fn iovec_len(caller: &mut Caller<'_, GuestState>, iovs: i32, count: i32) -> Opti
     )
 }
 
-/// Shadow the WASI calls that store bytes or create entries with quota-checked ones.
+/// Shadow the WASI calls that store bytes or create entries with quota-checked ones (and
+/// the two that carry the stdlib runtime's door to the tools, see door.rs).
 pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
     const WASI: &str = "wasi_snapshot_preview1";
     linker.allow_shadowing(true);
@@ -124,12 +126,29 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
             })
         },
     )?;
+    // Reads are not charged; only the tools' door answers here (see door.rs).
+    linker.func_wrap_async(
+        WASI,
+        "fd_pread",
+        |mut caller: Caller<'_, GuestState>,
+         (fd, iovs, count, offset, nread): (i32, i32, i32, i64, i32)| {
+            Box::new(async move {
+                if door::is_door(fd, offset) {
+                    return Ok(door::pread(&mut caller, iovs, count, nread));
+                }
+                forward!(caller, fd_pread(fd, iovs, count, offset, nread))
+            })
+        },
+    )?;
     linker.func_wrap_async(
         WASI,
         "fd_pwrite",
         |mut caller: Caller<'_, GuestState>,
          (fd, iovs, count, offset, written): (i32, i32, i32, i64, i32)| {
             Box::new(async move {
+                if door::is_door(fd, offset) {
+                    return door::pwrite(&mut caller, iovs, count, written).await;
+                }
                 if fd >= FIRST_FILE_FD
                     && let Some(len) = iovec_len(&mut caller, iovs, count)
                     && !caller.data_mut().quota.take_bytes(len)

@@ -16,16 +16,22 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 pub use super::io::{Capture, Channel, Feed};
+use super::door::DoorState;
 use super::quota::Quota;
 use super::runtime::{self, Runtime};
 use super::seed::Seeded;
 use crate::limits::{self as limit, RunLimits};
+use crate::tools::Door;
 pub use crate::outcome::Ended;
 use crate::outcome::{Outcome, Quoted, Stop, assemble};
 use crate::workspace::{FileError, FileIn, Fingerprint, Workspace, WorkspaceLimits};
 
 /// The in-guest driver (see driver.py for its protocol).
-pub const DRIVER: &str = concat!(include_str!("values.py"), include_str!("driver.py"));
+pub const DRIVER: &str = concat!(
+    include_str!("values.py"),
+    include_str!("tools.py"),
+    include_str!("driver.py")
+);
 
 /// Length of the protocol header the driver reads first (`HEADER_LEN` in driver.py).
 const HEADER_LEN: usize = 160;
@@ -245,6 +251,8 @@ pub struct GuestState {
     limiter: MemoryLimiter,
     /// What the run may still write to its scratch directory.
     pub quota: Quota,
+    /// The door to the upstream tools (code mode), if the run has one.
+    pub door: DoorState,
 }
 
 impl GuestState {
@@ -260,6 +268,20 @@ impl GuestState {
         self.limiter.refused = false;
         self.quota = Quota::new(writable_bytes);
         self.quota.limit_entries(entries);
+    }
+
+    /// Give the next turn its door to the tools (`None`: no tools).
+    pub fn set_door(&mut self, door: Option<Door>) {
+        self.door.set(door);
+    }
+
+    /// The tool calls made since the door was set.
+    pub fn take_tool_calls(&mut self) -> Vec<crate::outcome::ToolCall> {
+        self.door
+            .door
+            .as_mut()
+            .map(Door::take_calls)
+            .unwrap_or_default()
     }
 
     /// Whether the memory cap refused a growth since the last `prepare_turn`.
@@ -331,6 +353,8 @@ pub struct Guest<'a> {
     pub scratch_bytes: u64,
     /// Seeded randomness and clocks instead of the host's.
     pub seeded: Option<&'a Seeded>,
+    /// The door to the upstream tools (code mode).
+    pub door: Option<Door>,
 }
 
 /// A store with the deny-by-default WASI context: only the runtime's read-only grants and
@@ -349,6 +373,7 @@ pub fn new_store(
         memory_mb,
         scratch_bytes,
         seeded,
+        door,
     } = guest;
     let mut builder = WasiCtxBuilder::new();
     // Filesystem calls (the read-only grants, the scratch directory: local files, small
@@ -389,8 +414,10 @@ pub fn new_store(
             refused: false,
         },
         quota: Quota::new(scratch_bytes),
+        door: DoorState::default(),
     };
     let mut store = Store::new(engine, state);
+    store.data_mut().set_door(door);
     store.limiter(|state| &mut state.limiter);
     // Yield to the async runtime at every epoch tick: the guest never holds a worker thread
     // for long, and a timeout around the call can fire even while wasm is spinning.
@@ -432,6 +459,7 @@ pub async fn run(
     entry: Entry,
     hosting: &Hosting,
     job: &Job,
+    door: Option<Door>,
 ) -> Result<Outcome> {
     let started = Instant::now();
     let limits = job.limits;
@@ -469,6 +497,7 @@ pub async fn run(
             memory_mb: limits.memory_mb,
             scratch_bytes: limits.scratch_bytes,
             seeded: seeded.as_ref(),
+            door,
         },
     )?;
     if let Some(fuel) = limits.fuel {
@@ -503,6 +532,7 @@ pub async fn run(
         .fuel
         .map(|fuel| fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
     let memory_refused = store.data().limiter.refused;
+    let tool_calls = store.data_mut().take_tool_calls();
     let called = started.elapsed();
     drop(store);
     let files = match &scratch {
@@ -533,6 +563,7 @@ pub async fn run(
     outcome.duration = started.elapsed();
     outcome.fuel_used = fuel_used;
     outcome.files = files;
+    outcome.tool_calls = tool_calls;
     Ok(outcome)
 }
 

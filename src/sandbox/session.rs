@@ -244,7 +244,8 @@ impl Sandbox {
         let flavors = self.session_flavors(core.runtime)?;
         let hosting = &self.runtimes[core.runtime].hosting;
         let _slot = self.admit(job.limits.timeout).await?;
-        let (mut outcome, report) = turn(flavors, hosting, &self.limits, core, job)
+        let door = self.door(job);
+        let (mut outcome, report) = turn(flavors, hosting, &self.limits, core, job, door)
             .await
             .map_err(|e| TurnError::Lost(format!("{e:#}")))?;
         outcome.runtime = self.runtimes[core.runtime].info.name.to_string();
@@ -291,6 +292,7 @@ async fn turn(
     server: &Limits,
     core: &mut SessionCore,
     job: &Job,
+    door: Option<crate::tools::Door>,
 ) -> wasmtime::Result<(Outcome, TurnReport)> {
     let started = Instant::now();
     let limits = job.limits;
@@ -341,6 +343,7 @@ async fn turn(
     live.store
         .data_mut()
         .prepare_turn(limits.memory_mb, writable_bytes, entries);
+    live.store.data_mut().set_door(door);
     if let Some(fuel) = limits.fuel {
         live.store.set_fuel(fuel)?;
     }
@@ -365,6 +368,8 @@ async fn turn(
         .fuel
         .map(|fuel| fuel.saturating_sub(live.store.get_fuel().unwrap_or(0)));
     let memory_refused = live.store.data().memory_refused();
+    let tool_calls = live.store.data_mut().take_tool_calls();
+    live.store.data_mut().set_door(None);
     let ended = match &execution {
         Err(_elapsed) => Ended::Stopped(Stop::Timeout, None),
         Ok(Ok(())) => Ended::Exited(0),
@@ -400,6 +405,7 @@ async fn turn(
     }
     outcome.duration = started.elapsed();
     outcome.fuel_used = fuel_used;
+    outcome.tool_calls = tool_calls;
     tracing::debug!(
         prepared_us = prepared.as_micros() as u64,
         called_us = called.as_micros() as u64,
@@ -432,6 +438,7 @@ async fn instantiate(
             memory_mb: server.memory_mb,
             scratch_bytes: 0,
             seeded: seeded.as_ref(),
+            door: None,
         },
     )?;
     if metered {
@@ -502,16 +509,16 @@ pub async fn self_test(
         Ok(())
     };
     let code = "x = 41\nopen('kept.txt', 'w').write('k')";
-    turn(flavors, hosting, limits, &mut core, &job(code)).await?;
-    let (out, _) = turn(flavors, hosting, limits, &mut core, &job("x + 1")).await?;
+    turn(flavors, hosting, limits, &mut core, &job(code), None).await?;
+    let (out, _) = turn(flavors, hosting, limits, &mut core, &job("x + 1"), None).await?;
     check("state across turns", &out, serde_json::json!(42))?;
     let code = "y = 1\nx = 0\nimport os\nos._exit(3)";
-    let (out, report) = turn(flavors, hosting, limits, &mut core, &job(code)).await?;
+    let (out, report) = turn(flavors, hosting, limits, &mut core, &job(code), None).await?;
     if !report.rolled_back {
         wasmtime::bail!("session self-test: a turn that exited was kept: {out:?}");
     }
     let code = "[x, 'y' in globals(), open('kept.txt').read()]";
-    let (out, report) = turn(flavors, hosting, limits, &mut core, &job(code)).await?;
+    let (out, report) = turn(flavors, hosting, limits, &mut core, &job(code), None).await?;
     check("rollback", &out, serde_json::json!([41, false, "k"]))?;
     if report.resumed.is_none() {
         wasmtime::bail!("session self-test: no new instance after a rollback");
@@ -520,7 +527,7 @@ pub async fn self_test(
     core.save(&mut saved)?;
     let overlay = Overlay::load(&mut saved.as_slice(), max)?;
     let mut restored = new_core(0, overlay, dir.path(), None, true).map_err(lost)?;
-    let (out, _) = turn(flavors, hosting, limits, &mut restored, &job("x * 2")).await?;
+    let (out, _) = turn(flavors, hosting, limits, &mut restored, &job("x * 2"), None).await?;
     check("save and restore", &out, serde_json::json!(82))?;
     Ok(())
 }

@@ -258,6 +258,7 @@ pub async fn build(
             memory_mb: 4096,
             scratch_bytes: 1 << 30,
             seeded: Some(&seeded),
+            door: None,
         },
     )?;
     // Only a metered engine has fuel to set (elsewhere this is an error, and no matter).

@@ -319,6 +319,7 @@ impl Sessions {
             fuel: request.fuel,
             memory_mb: request.memory_mb,
             max_output_bytes: request.max_output_bytes,
+            ..LimitRequest::default()
         };
         self.sandbox
             .limits()
@@ -607,6 +608,10 @@ impl Sessions {
             fuel: asked.fuel.or(meta.limits.fuel),
             memory_mb: asked.memory_mb.or(meta.limits.memory_mb),
             max_output_bytes: asked.max_output_bytes.or(meta.limits.max_output_bytes),
+            max_tool_calls: asked.max_tool_calls,
+            tool_timeout_ms: asked.tool_timeout_ms,
+            max_tool_result_bytes: asked.max_tool_result_bytes,
+            tool_call_details: asked.tool_call_details,
         };
         let job = self
             .sandbox

@@ -4,6 +4,7 @@
 mod adversarial;
 mod cancellation;
 mod cli;
+mod code_mode;
 mod connections;
 mod helm;
 mod helpers;

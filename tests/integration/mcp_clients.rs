@@ -3,7 +3,7 @@
 
 use crate::helpers::{Server, bin, cache_dir, prepare, with_clients};
 
-fn assert_sdk_report(code: i32, stdout: &str, stderr: &str) {
+pub fn assert_sdk_report(code: i32, stdout: &str, stderr: &str) {
     let report: serde_json::Value = serde_json::from_str(stdout)
         .unwrap_or_else(|e| panic!("sdk_client printed no report ({e}): {stdout}\n{stderr}"));
     eprintln!(

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Code mode over MCP, with the official Python SDK (mcp 2.3.x).
+
+Usage:
+    sdk_code_mode.py stdio -- CMD [ARGS...]     spawn the server, speak MCP over its stdio
+    sdk_code_mode.py http URL                   streamable HTTP at URL
+
+The server runs with a --tools-config naming real upstream servers (server-everything,
+server-memory, mcp-server-time). Checks that `run_python`'s description lists the tool
+functions with their signatures, that `list_tools` gives the stubs, that the memory program
+(ten entities in a loop, read back, filtered, counted) and the checked answers come out the
+same as over /run in both runtimes, with each call in `tool_calls` of the structured
+content, that a tool error is a ToolError the program catches, and that the same works in a
+session. Prints {"passed": [...], "failed": [{"name", "detail"}]}; exits 0 only if all passed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import anyio
+from mcp import ClientSession
+from sdk_harness import expect, serve_checks
+
+TOOL = "run_python"
+PREFIX = f"sdk{os.getpid()}_"
+
+
+def memory_program(prefix: str) -> str:
+    return f"""import tools
+for i in range(10):
+    tools.memory.create_entities(entities=[{{"name": f"{prefix}{{i}}", "entityType": "even" if i % 2 == 0 else "odd", "observations": [f"n={{i}}"]}}])
+graph = tools.memory.read_graph()
+mine = [e for e in graph["entities"] if e["name"].startswith("{prefix}")]
+odd = [e["name"] for e in mine if e["entityType"] == "odd"]
+(len(mine), len(odd))"""
+
+
+async def run_checks(s: ClientSession) -> dict[str, Any]:
+    passed: list[str] = []
+    failed: list[dict[str, str]] = []
+
+    async def check(name: str, fn: Any) -> None:
+        try:
+            with anyio.fail_after(120):
+                await fn()
+            passed.append(name)
+        except BaseException as exc:  # noqa: BLE001 - a failed check is reported, not raised
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            failed.append({"name": name, "detail": "".join(traceback.format_exception(exc))[-2000:]})
+
+    await s.initialize()
+
+    async def description() -> None:
+        tools = {t.name: t for t in (await s.list_tools()).tools}
+        expect("list_tools" in tools, f"no list_tools tool: {sorted(tools)}")
+        text = tools[TOOL].description or ""
+        for needle in ("import tools", "tools.memory.create_entities(entities: list[dict]) -> dict",
+                       "tools.everything.get_sum(a: float, b: float)", "tools.ToolError", "tool_calls"):
+            expect(needle in text, f"the description does not mention {needle!r}: {text[-1500:]}")
+
+    async def stubs() -> None:
+        result = await s.call_tool("list_tools", {})
+        expect(not result.is_error, f"isError: {result}")
+        text = result.content[0].text
+        for needle in ("class memory:", "def read_graph() -> dict:", "class time:",
+                       "def get_current_time(timezone: str) -> dict:"):
+            expect(needle in text, f"{needle!r} not in the stubs: {text[:1500]}")
+
+    async def memory_in_both_runtimes() -> None:
+        for runtime in ("scientific", "stdlib"):
+            result = await s.call_tool(TOOL, {"code": memory_program(PREFIX + runtime), "runtime": runtime})
+            expect(not result.is_error, f"{runtime}: isError: {result}")
+            data = result.structured_content
+            expect(data["result"] == [10, 5], f"{runtime}: {data['result']}")
+            calls = data["tool_calls"]
+            expect(len(calls) == 11 and all(c["ok"] for c in calls), f"{runtime}: {calls}")
+            expect({c["tool"] for c in calls} == {"create_entities", "read_graph"}, f"{calls}")
+
+    async def errors_are_caught() -> None:
+        code = """import tools
+try:
+    tools.memory.add_observations(observations=[{"entityName": "Nobody", "contents": ["x"]}])
+except tools.ToolError as e:
+    caught = (e.kind, str(e))
+[tools.everything.echo(message="hi"), tools.everything.get_sum(a=2, b=3), caught]"""
+        result = await s.call_tool(TOOL, {"code": code, "runtime": "stdlib"})
+        data = result.structured_content
+        expect(data["result"] == ["Echo: hi", "The sum of 2 and 3 is 5.",
+                                  ["tool_error", "Entity with name Nobody not found"]], f"{data}")
+        expect([c["ok"] for c in data["tool_calls"]] == [False, True, True], f"{data['tool_calls']}")
+
+    async def in_a_session() -> None:
+        created = await s.call_tool("create_session", {"runtime": "scientific"})
+        sid = created.structured_content["session_id"]
+        first = await s.call_tool(TOOL, {"code": "import tools\nnow = tools.time.get_current_time(timezone='UTC')\nnow['timezone']", "session_id": sid})
+        expect(first.structured_content["result"] == "UTC", f"{first.structured_content}")
+        second = await s.call_tool(TOOL, {"code": "sorted(now)", "session_id": sid})
+        expect(second.structured_content["result"] == ["datetime", "day_of_week", "is_dst", "timezone"],
+               f"{second.structured_content}")
+        expect("tool_calls" not in second.structured_content, f"{second.structured_content}")
+        await s.call_tool("close_session", {"session_id": sid})
+
+    for name, fn in [
+        ("description", description),
+        ("stubs", stubs),
+        ("memory_in_both_runtimes", memory_in_both_runtimes),
+        ("errors_are_caught", errors_are_caught),
+        ("in_a_session", in_a_session),
+    ]:
+        await check(name, fn)
+    return {"passed": passed, "failed": failed}
+
+
+if __name__ == "__main__":
+    sys.exit(serve_checks(sys.argv[1:], __doc__, run_checks))
