@@ -189,7 +189,7 @@ impl SandboxTools {
         let sandbox = sessions.sandbox().clone();
         let mut tool_router = Self::tool_router() + Self::session_tool_router();
         if sandbox.tools().is_some() {
-            tool_router = tool_router + Self::code_mode_router();
+            tool_router += Self::code_mode_router();
         }
         let names: Vec<serde_json::Value> = sandbox
             .runtimes()

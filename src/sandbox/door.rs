@@ -182,10 +182,7 @@ pub fn add_host_call(linker: &mut Linker<GuestState>) -> Result<()> {
                 let frame = if len > MAX_REQUEST_BYTES + 1 {
                     b"{}".repeat(MAX_REQUEST_BYTES / 2 + 1)
                 } else {
-                    match memory
-                        .data(&caller)
-                        .get(start..start.saturating_add(len))
-                    {
+                    match memory.data(&caller).get(start..start.saturating_add(len)) {
                         Some(bytes) => bytes.to_vec(),
                         None => return Ok(-2),
                     }

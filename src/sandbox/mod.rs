@@ -349,9 +349,15 @@ impl Sandbox {
             Some(_) => &runtime.metered,
             None => &runtime.plain,
         };
-        let mut outcome = run::run(&flavor.pre, flavor.entry, &runtime.hosting, job, self.door(job))
-            .await
-            .map_err(|e| RunError::Internal(into_anyhow(e)))?;
+        let mut outcome = run::run(
+            &flavor.pre,
+            flavor.entry,
+            &runtime.hosting,
+            job,
+            self.door(job),
+        )
+        .await
+        .map_err(|e| RunError::Internal(into_anyhow(e)))?;
         outcome.runtime = runtime.info.name.to_string();
         tracing::info!(
             runtime = runtime.info.name,

@@ -15,15 +15,15 @@ use wasmtime::{Instance, InstancePre, ResourceLimiter, Result, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-pub use super::io::{Capture, Channel, Feed};
 use super::door::DoorState;
+pub use super::io::{Capture, Channel, Feed};
 use super::quota::Quota;
 use super::runtime::{self, Runtime};
 use super::seed::Seeded;
 use crate::limits::{self as limit, RunLimits};
-use crate::tools::Door;
 pub use crate::outcome::Ended;
 use crate::outcome::{Outcome, Quoted, Stop, assemble};
+use crate::tools::Door;
 use crate::workspace::{FileError, FileIn, Fingerprint, Workspace, WorkspaceLimits};
 
 /// The in-guest driver (see driver.py for its protocol).

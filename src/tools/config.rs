@@ -182,7 +182,9 @@ fn parse(text: &str) -> Result<Vec<ServerConfig>, Parsed> {
             why,
         };
         if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-            return Err(fail("a server's name must be 1-64 printable characters".into()));
+            return Err(fail(
+                "a server's name must be 1-64 printable characters".into(),
+            ));
         }
         let kind = entry.kind.as_deref();
         let transport = match (kind, &entry.command, &entry.url) {
@@ -200,9 +202,15 @@ fn parse(text: &str) -> Result<Vec<ServerConfig>, Parsed> {
                     cwd: entry.cwd.clone(),
                 }
             }
-            (None | Some("http") | Some("streamable-http") | Some("streamableHttp"), None, Some(url)) => {
+            (
+                None | Some("http") | Some("streamable-http") | Some("streamableHttp"),
+                None,
+                Some(url),
+            ) => {
                 if !entry.args.is_empty() || !entry.env.is_empty() || entry.cwd.is_some() {
-                    return Err(fail("`args`, `env` and `cwd` are for stdio servers (`command`)".into()));
+                    return Err(fail(
+                        "`args`, `env` and `cwd` are for stdio servers (`command`)".into(),
+                    ));
                 }
                 if !url.starts_with("http://") {
                     return Err(fail(format!(
@@ -214,7 +222,9 @@ fn parse(text: &str) -> Result<Vec<ServerConfig>, Parsed> {
                     let valid = reqwest_like_header_name(header)
                         && !value.chars().any(|c| c.is_control() && c != '\t');
                     if !valid {
-                        return Err(fail(format!("header {header:?} is not a valid HTTP header")));
+                        return Err(fail(format!(
+                            "header {header:?} is not a valid HTTP header"
+                        )));
                     }
                 }
                 Transport::Http {
@@ -228,12 +238,17 @@ fn parse(text: &str) -> Result<Vec<ServerConfig>, Parsed> {
                 ));
             }
             (Some(other), _, _)
-                if !matches!(other, "stdio" | "http" | "streamable-http" | "streamableHttp") =>
+                if !matches!(
+                    other,
+                    "stdio" | "http" | "streamable-http" | "streamableHttp"
+                ) =>
             {
                 return Err(fail(format!("unknown type {other:?}")));
             }
             (_, Some(_), Some(_)) => {
-                return Err(fail("give either `command` (stdio) or `url` (HTTP), not both".into()));
+                return Err(fail(
+                    "give either `command` (stdio) or `url` (HTTP), not both".into(),
+                ));
             }
             _ => {
                 return Err(fail(
@@ -300,7 +315,10 @@ mod tests {
         assert!(!got[1].permits("other"));
         // Tokens never show in Debug output (logs).
         let debug = format!("{got:?}");
-        assert!(!debug.contains("secret") && !debug.contains("Bearer"), "{debug}");
+        assert!(
+            !debug.contains("secret") && !debug.contains("Bearer"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -308,12 +326,26 @@ mod tests {
         assert!(refusal(r#"{"mcpServers": {"a": {"command": "x", "alow": []}}}"#).contains("alow"));
         assert!(refusal(r#"{"servers": {}}"#).contains("servers"));
         assert!(refusal(r#"{"mcpServers": {"a": {}}}"#).contains("needs"));
-        assert!(refusal(r#"{"mcpServers": {"a": {"command": "x", "url": "http://h"}}}"#).contains("not both"));
+        assert!(
+            refusal(r#"{"mcpServers": {"a": {"command": "x", "url": "http://h"}}}"#)
+                .contains("not both")
+        );
         assert!(refusal(r#"{"mcpServers": {"a": {"url": "https://h/mcp"}}}"#).contains("http://"));
-        assert!(refusal(r#"{"mcpServers": {"a": {"type": "sse", "url": "http://h"}}}"#).contains("SSE"));
-        assert!(refusal(r#"{"mcpServers": {"a": {"type": "ws", "command": "x"}}}"#).contains("unknown type"));
-        assert!(refusal(r#"{"mcpServers": {"a": {"url": "http://h", "headers": {"a b": "c"}}}}"#).contains("header"));
-        assert!(refusal(r#"{"mcpServers": {"a": {"command": "x", "headers": {"a": "b"}}}}"#).contains("HTTP servers"));
+        assert!(
+            refusal(r#"{"mcpServers": {"a": {"type": "sse", "url": "http://h"}}}"#).contains("SSE")
+        );
+        assert!(
+            refusal(r#"{"mcpServers": {"a": {"type": "ws", "command": "x"}}}"#)
+                .contains("unknown type")
+        );
+        assert!(
+            refusal(r#"{"mcpServers": {"a": {"url": "http://h", "headers": {"a b": "c"}}}}"#)
+                .contains("header")
+        );
+        assert!(
+            refusal(r#"{"mcpServers": {"a": {"command": "x", "headers": {"a": "b"}}}}"#)
+                .contains("HTTP servers")
+        );
         assert!(refusal(r#"{"mcpServers": {"": {"command": "x"}}}"#).contains("name"));
     }
 }

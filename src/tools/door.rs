@@ -130,7 +130,12 @@ impl Door {
             })
         } else {
             self.toolbox
-                .call(&request.server, &request.tool, args, self.bounds.call_timeout)
+                .call(
+                    &request.server,
+                    &request.tool,
+                    args,
+                    self.bounds.call_timeout,
+                )
                 .await
                 .and_then(|answer| self.fit(answer.value, &mut record))
         };
@@ -166,7 +171,10 @@ impl Door {
     /// Charge a result to the run's byte budget: a text result is cut to what is left (and
     /// says so at its end), anything else that does not fit is refused.
     fn fit(&mut self, value: Value, record: &mut ToolCall) -> Result<Value, Failure> {
-        let left = self.bounds.max_result_bytes.saturating_sub(self.result_bytes);
+        let left = self
+            .bounds
+            .max_result_bytes
+            .saturating_sub(self.result_bytes);
         let size = serde_json::to_vec(&value).map_or(u64::MAX, |v| v.len() as u64);
         if size <= left {
             self.result_bytes += size;
@@ -180,20 +188,33 @@ impl Door {
                      bytes (max_tool_result_bytes)]",
                     self.bounds.max_result_bytes
                 );
-                // JSON quoting adds at least two bytes; escapes are charged as they come.
-                let room = (left as usize).saturating_sub(note.len() + 2);
-                let mut kept = super::clip(&text, room);
-                kept.truncate(kept.len().saturating_sub(3)); // clip's "..."
-                while serde_json::to_vec(&kept).map_or(0, |v| v.len()) + note.len() > left as usize
-                    && !kept.is_empty()
-                {
-                    let mut end = kept.len() * 9 / 10;
-                    while !kept.is_char_boundary(end) {
+                let json_len =
+                    |text: &str| serde_json::to_vec(text).map_or(usize::MAX, |v| v.len());
+                let left = usize::try_from(left).unwrap_or(usize::MAX);
+                if json_len(&note) > left {
+                    return Err(Failure {
+                        kind: FailureKind::Limit,
+                        message: format!(
+                            "the result is {size} bytes and {left} are left of the run's tool \
+                             result budget (max_tool_result_bytes)"
+                        ),
+                    });
+                }
+                // Cut by what is over (escapes can make a byte cost up to six), then again
+                // until the quoted text with its note fits.
+                let mut end = text.len().min(left);
+                let mut kept = loop {
+                    while !text.is_char_boundary(end) {
                         end -= 1;
                     }
-                    kept.truncate(end);
-                }
-                kept.push_str(&note);
+                    let candidate = format!("{}{note}", &text[..end]);
+                    let over = json_len(&candidate).saturating_sub(left);
+                    if over == 0 {
+                        break candidate;
+                    }
+                    end = end.saturating_sub(over);
+                };
+                kept.shrink_to_fit();
                 let cut = Value::String(kept);
                 let size = serde_json::to_vec(&cut).map_or(0, |v| v.len() as u64);
                 self.result_bytes += size;

@@ -312,7 +312,10 @@ impl Toolbox {
                 Value::String(text) => text,
                 other => other.to_string(),
             };
-            return Err(Failure::new(FailureKind::ToolError, clip(&text, MAX_MESSAGE)));
+            return Err(Failure::new(
+                FailureKind::ToolError,
+                clip(&text, MAX_MESSAGE),
+            ));
         }
         let value = match result.structured_content {
             Some(value) => value,
@@ -377,7 +380,11 @@ impl Toolbox {
                 out.push_str("    pass  # no tools\n");
             }
             for tool in &server.tools {
-                for line in tool.function.source(&server.name, &tool.name, false).lines() {
+                for line in tool
+                    .function
+                    .source(&server.name, &tool.name, false)
+                    .lines()
+                {
                     out.push_str("    ");
                     out.push_str(line);
                     out.push('\n');
@@ -435,7 +442,11 @@ fn check_arguments(entry: &ToolEntry, args: &Map<String, Value>) -> Result<(), F
         .take(MAX_SCHEMA_ERRORS)
         .map(|err| {
             let at = err.instance_path().to_string();
-            let at = if at.is_empty() { "arguments".to_string() } else { at };
+            let at = if at.is_empty() {
+                "arguments".to_string()
+            } else {
+                at
+            };
             clip(&format!("{at}: {err}"), 300)
         })
         .collect();

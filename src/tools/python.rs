@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 
 /// Python's keywords and soft keywords: an identifier equal to one gets a trailing `_`.
 const KEYWORDS: &[&str] = &[
-    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
-    "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
-    "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
-    "try", "while", "with", "yield", "match", "case", "type", "_",
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield", "match", "case", "type", "_",
 ];
 
 /// Names the generated code uses itself, which an argument must not shadow.
@@ -27,11 +27,13 @@ pub fn identifier(name: &str, taken: &[String]) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    if id.is_empty() || id.starts_with(|c: char| c.is_ascii_digit()) {
+    if id.is_empty() {
+        id.push_str("unnamed");
+    }
+    if id.starts_with(|c: char| c.is_ascii_digit()) {
         id.insert(0, '_');
     }
-    if KEYWORDS.contains(&id.as_str()) || RESERVED.contains(&id.as_str()) || id.starts_with("__")
-    {
+    if KEYWORDS.contains(&id.as_str()) || RESERVED.contains(&id.as_str()) || id.starts_with("__") {
         id.push('_');
     }
     if !taken.contains(&id) {
@@ -139,12 +141,19 @@ impl Function {
             .map(|p| {
                 if p.required {
                     format!("{}: {}", p.py_name, p.annotation)
+                } else if p.annotation.split(" | ").any(|part| part == "None") {
+                    format!("{}: {} = None", p.py_name, p.annotation)
                 } else {
                     format!("{}: {} | None = None", p.py_name, p.annotation)
                 }
             })
             .collect();
-        format!("{}({}) -> {}", self.py_name, params.join(", "), self.returns)
+        format!(
+            "{}({}) -> {}",
+            self.py_name,
+            params.join(", "),
+            self.returns
+        )
     }
 
     /// The function's source: a stub (`...`) or one that calls the door.
@@ -180,9 +189,10 @@ fn annotation(schema: &Value, root: &Map<String, Value>, depth: usize) -> String
     };
     if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
         // Only local references (`#/$defs/X`, `#/definitions/X`); nothing is fetched.
-        let target = reference
-            .strip_prefix("#/")
-            .map(|path| path.split('/').try_fold(root, |at, key| at.get(key)?.as_object()));
+        let target = reference.strip_prefix("#/").map(|path| {
+            path.split('/')
+                .try_fold(root, |at, key| at.get(key)?.as_object())
+        });
         return match target {
             Some(Some(found)) => annotation(&Value::Object(found.clone()), root, depth + 1),
             _ => "Any".into(),
@@ -191,7 +201,9 @@ fn annotation(schema: &Value, root: &Map<String, Value>, depth: usize) -> String
     if let Some(values) = schema.get("enum").and_then(Value::as_array)
         && !values.is_empty()
         && values.len() <= 20
-        && values.iter().all(|v| v.is_string() || v.is_number() || v.is_boolean())
+        && values
+            .iter()
+            .all(|v| v.is_string() || v.is_number() || v.is_boolean())
     {
         let items: Vec<String> = values.iter().map(py_literal).collect();
         return format!("Literal[{}]", items.join(", "));
@@ -273,8 +285,7 @@ fn docstring(text: &str) -> String {
     let escaped = text
         .replace('\\', "\\\\")
         .replace("\"\"\"", "\\\"\\\"\\\"")
-        .replace('\r', "")
-        .replace('\0', "");
+        .replace(['\r', '\0'], "");
     let mut lines = escaped.lines();
     let first = lines.next().unwrap_or("");
     let mut out = format!("\"\"\"{first}");
@@ -306,7 +317,8 @@ mod tests {
         assert_eq!(identifier("get-sum", &[]), "get_sum");
         assert_eq!(identifier("class", &[]), "class_");
         assert_eq!(identifier("9lives", &[]), "_9lives");
-        assert_eq!(identifier("", &[]), "_");
+        assert_eq!(identifier("", &[]), "unnamed");
+        assert_eq!(identifier("_", &[]), "__");
         assert_eq!(identifier("__init__", &[]), "__init___");
         assert_eq!(identifier("a.b", &["a_b".into()]), "a_b_2");
         assert_eq!(identifier("ümlaut", &[]), "_mlaut");
@@ -338,11 +350,17 @@ mod tests {
         assert_eq!(
             f.signature(),
             "find(from_: str, items: list[dict], limit: int | None = None, \
-             kind: Literal[\"a\", \"b\"] | None = None, either: str | None | None = None) -> Any"
+             kind: Literal[\"a\", \"b\"] | None = None, either: str | None = None) -> Any"
         );
         let source = f.source("srv", "find", true);
-        assert!(source.contains("return _call(\"srv\", \"find\", {\"from\": from_,"), "{source}");
-        assert!(source.contains("limit (int, optional): at most"), "{source}");
+        assert!(
+            source.contains("return _call(\"srv\", \"find\", {\"from\": from_,"),
+            "{source}"
+        );
+        assert!(
+            source.contains("limit (int, optional): at most"),
+            "{source}"
+        );
         assert!(!source.contains("\"\"\" tricky"), "{source}");
         assert!(f.source("srv", "find", false).ends_with("    ...\n"));
     }

@@ -192,8 +192,7 @@ impl Upstream {
                     .custom_headers(custom)
                     .max_json_response_size(MAX_HTTP_RESPONSE)
                     .max_sse_event_size(MAX_HTTP_RESPONSE);
-                let transport =
-                    rmcp::transport::StreamableHttpClientTransport::from_config(config);
+                let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
                 handler
                     .serve(transport)
                     .await
@@ -214,7 +213,11 @@ impl Upstream {
     }
 
     /// Serve a connection until it ends, listing the tools again when they change.
-    async fn serve(&self, service: RunningService<RoleClient, Listener>, relist: Arc<Notify>) -> String {
+    async fn serve(
+        &self,
+        service: RunningService<RoleClient, Listener>,
+        relist: Arc<Notify>,
+    ) -> String {
         let peer = service.peer().clone();
         let mut closed = std::pin::pin!(service.waiting());
         loop {

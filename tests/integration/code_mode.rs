@@ -51,7 +51,10 @@ impl HttpUpstream {
             .expect("failed to start server-everything over HTTP");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server-everything never listened");
+            assert!(
+                Instant::now() < deadline,
+                "server-everything never listened"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         HttpUpstream(child, port)
@@ -101,10 +104,8 @@ fn write_config(dir: &Path, http_port: Option<u16>) -> PathBuf {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "code-mode-{name}-{}",
-        std::process::id()
-    ));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("code-mode-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -119,7 +120,7 @@ for i in range(10):
 graph = tools.memory.read_graph()
 mine = [e for e in graph["entities"] if e["name"].startswith("{prefix}")]
 odd = [e["name"] for e in mine if e["entityType"] == "odd"]
-(len(mine), len(odd))"#
+[len(mine), len(odd)]"#
     )
 }
 
@@ -151,11 +152,19 @@ fn check_answers(answer: &Value, runtime: &str) {
     );
     assert_eq!(
         r[3],
-        json!(["tool_error", "Entity with name Nobody not found", "memory", "add_observations"])
+        json!([
+            "tool_error",
+            "Entity with name Nobody not found",
+            "memory",
+            "add_observations"
+        ])
     );
     assert_eq!(r[4][0], "invalid_arguments");
     assert!(r[4][1].as_str().unwrap().contains("/a"), "{}", r[4]);
-    assert_eq!(r[5], json!(["datetime", "day_of_week", "is_dst", "timezone"]));
+    assert_eq!(
+        r[5],
+        json!(["datetime", "day_of_week", "is_dst", "timezone"])
+    );
     assert_eq!(r[6], "after the errors");
     let calls = answer["tool_calls"].as_array().expect("tool_calls");
     let summary: Vec<(String, String, bool, Option<String>)> = calls
@@ -187,7 +196,10 @@ fn check_answers(answer: &Value, runtime: &str) {
     for call in calls {
         assert!(call["duration_ms"].as_f64().unwrap() >= 0.0);
         // Not asked for: no arguments or results echoed.
-        assert!(call.get("arguments").is_none() && call.get("result").is_none(), "{call}");
+        assert!(
+            call.get("arguments").is_none() && call.get("result").is_none(),
+            "{call}"
+        );
     }
     assert_eq!(calls[0]["result_bytes"], json!(10)); // "Echo: hi" as JSON
 }
@@ -213,7 +225,12 @@ async fn code_mode_over_http_in_both_runtimes_and_a_session() {
             .clone()
     };
     assert_eq!(state("broken")["status"], "failed", "{health}");
-    assert!(state("broken")["error"].as_str().unwrap().contains("no-such-program"));
+    assert!(
+        state("broken")["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-program")
+    );
     for name in ["everything", "memory", "time", "web"] {
         assert_eq!(state(name)["status"], "ready", "{health}");
     }
@@ -221,7 +238,10 @@ async fn code_mode_over_http_in_both_runtimes_and_a_session() {
     assert_eq!(state("time")["tools"], 2);
     // Secrets from the config never show.
     let text = health.to_string();
-    assert!(!text.contains("tok-3f9a") && !text.contains("hdr-77c1"), "{text}");
+    assert!(
+        !text.contains("tok-3f9a") && !text.contains("hdr-77c1"),
+        "{text}"
+    );
 
     // GET /tools: the stubs the model codes against.
     let listing: Value = server
@@ -245,7 +265,10 @@ async fn code_mode_over_http_in_both_runtimes_and_a_session() {
     ] {
         assert!(stubs.contains(needle), "{needle:?} not in:\n{stubs}");
     }
-    assert!(!stubs.contains("simulate_research_query"), "denied tool listed");
+    assert!(
+        !stubs.contains("simulate_research_query"),
+        "denied tool listed"
+    );
     assert!(!stubs.contains("tok-3f9a"));
 
     for runtime in ["scientific", "stdlib"] {
@@ -282,7 +305,12 @@ except tools.ToolError as e:
         let r = &answer["result"];
         assert_eq!(r[0], "Echo: over http", "{runtime}: {answer}");
         assert_eq!(r[1], "The sum of 1.5 and 2 is 3.5.");
-        assert!(r[2].as_str().unwrap().contains("has no tool 'get_tiny_image'"), "{r}");
+        assert!(
+            r[2].as_str()
+                .unwrap()
+                .contains("has no tool 'get_tiny_image'"),
+            "{r}"
+        );
         assert_eq!(r[3], "unavailable");
         let help = r[4].as_str().unwrap();
         assert!(
@@ -295,8 +323,10 @@ except tools.ToolError as e:
 
     // Details on request.
     let answer = server
-        .run_with(json!({"code": "import tools\ntools.everything.echo(message='x')",
-                         "runtime": "stdlib", "tool_call_details": true}))
+        .run_with(
+            json!({"code": "import tools\ntools.everything.echo(message='x')",
+                         "runtime": "stdlib", "tool_call_details": true}),
+        )
         .await;
     let call = &answer["tool_calls"][0];
     assert_eq!(call["arguments"], json!({"message": "x"}), "{answer}");
@@ -355,7 +385,11 @@ except tools.ToolError as e:
     kind = e.kind
 [kind, tools.everything.echo(message="still here")]"#}))
         .await;
-    assert_eq!(answer["result"], json!(["timeout", "Echo: still here"]), "{answer}");
+    assert_eq!(
+        answer["result"],
+        json!(["timeout", "Echo: still here"]),
+        "{answer}"
+    );
     assert!(started.elapsed() < Duration::from_secs(4));
 
     // The run's own timeout holds while it waits on a tool.
@@ -382,7 +416,10 @@ except tools.ToolError as e:
         .await;
     let r = &answer["result"];
     assert!(r[0].as_u64().unwrap() < 300, "{answer}");
-    assert!(r[1].as_str().unwrap().contains("max_tool_result_bytes"), "{r}");
+    assert!(
+        r[1].as_str().unwrap().contains("max_tool_result_bytes"),
+        "{r}"
+    );
     assert_eq!(answer["tool_calls"][0]["truncated"], true);
     // The graph may be empty (tiny) or not: either it fits what is left or it is refused.
     if !r[2].is_null() {
@@ -398,9 +435,10 @@ except tools.ToolError as e:
 
     // Arguments that fail the schema are refused here, with the schema's words.
     let answer = server
-        .run(r#"import tools
+        .run(
+            r#"import tools
 out = []
-for kwargs in ({"location": "Paris"}, {}, {"location": 3}):
+for kwargs in ({"location": "Paris"}, {"location": None}, {"location": 3}):
     try:
         tools.everything.get_structured_content(**kwargs)
     except tools.ToolError as e:
@@ -409,11 +447,17 @@ try:
     tools.everything.echo(message=object())
 except TypeError as e:
     out.append("TypeError")
-out"#)
+out"#,
+        )
         .await;
     assert_eq!(
         answer["result"],
-        json!(["invalid_arguments", "invalid_arguments", "invalid_arguments", "TypeError"]),
+        json!([
+            "invalid_arguments",
+            "invalid_arguments",
+            "invalid_arguments",
+            "TypeError"
+        ]),
         "{answer}"
     );
 
@@ -439,7 +483,8 @@ json.loads(os.pread(1, n, 0x6F6D6370646F6F72))["error"]["kind"]"#)
 
     // Unknown names.
     let answer = server
-        .run(r#"import tools
+        .run(
+            r#"import tools
 try:
     tools.nothere
 except AttributeError as e:
@@ -448,9 +493,14 @@ try:
     tools.everything.nothere()
 except AttributeError as e:
     b = "AttributeError"
-[a, b]"#)
+[a, b]"#,
+        )
         .await;
-    assert_eq!(answer["result"], json!(["AttributeError", "AttributeError"]), "{answer}");
+    assert_eq!(
+        answer["result"],
+        json!(["AttributeError", "AttributeError"]),
+        "{answer}"
+    );
 }
 
 /// An upstream killed mid-call: the run gets a ToolError, the supervisor starts it again,
@@ -516,8 +566,10 @@ async fn without_a_config_there_are_no_tools() {
         .run("import tools\n[tools.__all__, 'No tool servers' in tools.__doc__ or 'no tools' in tools.__doc__]")
         .await;
     assert_eq!(answer["result"], json!([["ToolError"], true]), "{answer}");
-    let (status, _) = server.run_json(json!({"code": "1", "max_tool_calls": -1})).await;
-    assert_eq!(status, 400);
+    let (status, _) = server
+        .run_json(json!({"code": "1", "max_tool_calls": -1}))
+        .await;
+    assert_eq!(status, 422);
 }
 
 /// A bad config is refused at start with the file and the reason.
@@ -525,7 +577,11 @@ async fn without_a_config_there_are_no_tools() {
 fn a_bad_config_stops_the_server_at_start() {
     let dir = temp_dir("bad");
     let path = dir.join("tools.json");
-    std::fs::write(&path, r#"{"mcpServers": {"x": {"command": "a", "alow": ["b"]}}}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"mcpServers": {"x": {"command": "a", "alow": ["b"]}}}"#,
+    )
+    .unwrap();
     let out = std::process::Command::new(bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--tools-config"])
         .arg(&path)
@@ -534,7 +590,10 @@ fn a_bad_config_stops_the_server_at_start() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("tools.json") && stderr.contains("alow"), "{stderr}");
+    assert!(
+        stderr.contains("tools.json") && stderr.contains("alow"),
+        "{stderr}"
+    );
 }
 
 /// The same programs over MCP with the official Python SDK, over stdio and HTTP.

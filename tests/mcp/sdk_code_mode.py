@@ -36,7 +36,7 @@ for i in range(10):
 graph = tools.memory.read_graph()
 mine = [e for e in graph["entities"] if e["name"].startswith("{prefix}")]
 odd = [e["name"] for e in mine if e["entityType"] == "odd"]
-(len(mine), len(odd))"""
+[len(mine), len(odd)]"""
 
 
 async def run_checks(s: ClientSession) -> dict[str, Any]:
@@ -86,7 +86,7 @@ async def run_checks(s: ClientSession) -> dict[str, Any]:
 try:
     tools.memory.add_observations(observations=[{"entityName": "Nobody", "contents": ["x"]}])
 except tools.ToolError as e:
-    caught = (e.kind, str(e))
+    caught = [e.kind, str(e)]
 [tools.everything.echo(message="hi"), tools.everything.get_sum(a=2, b=3), caught]"""
         result = await s.call_tool(TOOL, {"code": code, "runtime": "stdlib"})
         data = result.structured_content
