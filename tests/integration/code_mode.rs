@@ -89,7 +89,14 @@ fn write_config(dir: &Path, http_port: Option<u16>) -> PathBuf {
             "command": clients().join("time/bin/python"),
             "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]
         },
-        "broken": {"command": dir.join("no-such-program")}
+        "broken": {"command": dir.join("no-such-program")},
+        // The same server, with everything this server sends it copied to a file: the
+        // cancellations a test expects to reach it.
+        "watched": {
+            "command": "bash",
+            "args": ["-c", format!("tee -a {:?} | {:?} {:?}", dir.join("watched.in"), node(), upstream_js("server-everything"))],
+            "allow": ["trigger-long-running-operation"]
+        }
     });
     if let Some(port) = http_port {
         servers["web"] = json!({
@@ -392,11 +399,22 @@ except tools.ToolError as e:
     );
     assert!(started.elapsed() < Duration::from_secs(4));
 
-    // The run's own timeout holds while it waits on a tool.
+    // The run's own timeout holds while it waits on a tool, and the call is cancelled
+    // upstream (what this server sent the upstream is copied to watched.in).
     let answer = server
-        .run_with(json!({"timeout_ms": 1000, "code": "import tools\ntools.everything.trigger_long_running_operation(duration=8, steps=2)"}))
+        .run_with(json!({"timeout_ms": 1000, "code": "import tools\ntools.watched.trigger_long_running_operation(duration=8, steps=2)"}))
         .await;
     assert_eq!(answer["stopped"], "timeout", "{answer}");
+    let sent = dir.join("watched.in");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&sent).unwrap_or_default();
+        if text.contains("notifications/cancelled") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cancellation reached the upstream:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // ... and the upstream still serves the next run.
     let answer = server
         .run("import tools\ntools.everything.echo(message='next')")

@@ -70,6 +70,7 @@ async fn the_document_describes_the_api_as_served() {
             "/sessions/{id}/files/{path}",
             "/sessions/{id}/fork",
             "/sessions/{id}/run",
+            "/tools",
         ]
     );
     assert_eq!(
