@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::helpers::{Server, bin, cache_dir, repo, with_clients};
+use super::helpers::{Server, bin, cache_dir, free_port, repo, with_clients};
 
 fn clients() -> PathBuf {
     repo().join(".cache/clients")
@@ -24,15 +24,6 @@ fn upstream_js(package: &str) -> PathBuf {
     ));
     assert!(js.is_file(), "{js:?} missing: run tests/prepare.sh");
     js
-}
-
-/// A free port on 127.0.0.1 (bound, then released for the child to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The everything server over streamable HTTP, killed on drop.
@@ -412,7 +403,10 @@ except tools.ToolError as e:
         if text.contains("notifications/cancelled") {
             break;
         }
-        assert!(Instant::now() < deadline, "no cancellation reached the upstream:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no cancellation reached the upstream:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // ... and the upstream still serves the next run.

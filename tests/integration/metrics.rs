@@ -11,16 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::Server;
-
-/// A port free right now on 127.0.0.1 (for a second listener of the server under test).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::{Server, free_port};
 
 async fn scrape(server: &Server, url: &str) -> String {
     let response = server.client.get(url).send().await.unwrap();

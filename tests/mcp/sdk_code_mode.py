@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import Any
 
-import anyio
 from mcp import ClientSession
-from sdk_harness import expect, serve_checks
+from sdk_harness import expect, run_named, serve_checks
 
 TOOL = "run_python"
 PREFIX = f"sdk{os.getpid()}_"
@@ -40,19 +38,6 @@ odd = [e["name"] for e in mine if e["entityType"] == "odd"]
 
 
 async def run_checks(s: ClientSession) -> dict[str, Any]:
-    passed: list[str] = []
-    failed: list[dict[str, str]] = []
-
-    async def check(name: str, fn: Any) -> None:
-        try:
-            with anyio.fail_after(120):
-                await fn()
-            passed.append(name)
-        except BaseException as exc:  # noqa: BLE001 - a failed check is reported, not raised
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            failed.append({"name": name, "detail": "".join(traceback.format_exception(exc))[-2000:]})
-
     await s.initialize()
 
     async def description() -> None:
@@ -105,15 +90,13 @@ except tools.ToolError as e:
         expect("tool_calls" not in second.structured_content, f"{second.structured_content}")
         await s.call_tool("close_session", {"session_id": sid})
 
-    for name, fn in [
+    return await run_named([
         ("description", description),
         ("stubs", stubs),
         ("memory_in_both_runtimes", memory_in_both_runtimes),
         ("errors_are_caught", errors_are_caught),
         ("in_a_session", in_a_session),
-    ]:
-        await check(name, fn)
-    return {"passed": passed, "failed": failed}
+    ])
 
 
 if __name__ == "__main__":

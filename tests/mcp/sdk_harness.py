@@ -36,6 +36,23 @@ def blocks(result: Any, kind: str) -> list[Any]:
     return [b for b in result.content if getattr(b, "type", "") == kind]
 
 
+async def run_named(checks: list[tuple[str, Callable[[], Awaitable[Any]]]],
+                    limit_s: float = 120) -> dict[str, Any]:
+    """Run each named check (at most `limit_s` each); a failure is reported, not raised."""
+    passed: list[str] = []
+    failed: list[dict[str, str]] = []
+    for name, fn in checks:
+        try:
+            with anyio.fail_after(limit_s):
+                await fn()
+            passed.append(name)
+        except BaseException as exc:  # noqa: BLE001 - a failed check is reported, not raised
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            failed.append({"name": name, "detail": "".join(traceback.format_exception(exc))[-2000:]})
+    return {"passed": passed, "failed": failed}
+
+
 async def run_stdio(run_checks: Checks, cmd: list[str]) -> dict[str, Any]:
     params = StdioServerParameters(command=cmd[0], args=cmd[1:])
     async with stdio_client(params, errlog=sys.stderr) as (read, write):

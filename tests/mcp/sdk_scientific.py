@@ -18,31 +18,16 @@ from __future__ import annotations
 import base64
 import struct
 import sys
-import traceback
 from typing import Any
 
-import anyio
 from mcp import ClientSession, MCPError
-from sdk_harness import CheckFailed, blocks, expect, serve_checks
+from sdk_harness import CheckFailed, blocks, expect, run_named, serve_checks
 
 TOOL = "run_python"
 INVALID_PARAMS = -32602
 
 
 async def run_checks(s: ClientSession) -> dict[str, Any]:
-    passed: list[str] = []
-    failed: list[dict[str, str]] = []
-
-    async def check(name: str, fn: Any) -> None:
-        try:
-            with anyio.fail_after(120):
-                await fn()
-            passed.append(name)
-        except BaseException as exc:  # noqa: BLE001 - a failed check is reported, not raised
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            failed.append({"name": name, "detail": "".join(traceback.format_exception(exc))[-2000:]})
-
     await s.initialize()
 
     async def description() -> None:
@@ -137,7 +122,7 @@ async def run_checks(s: ClientSession) -> dict[str, Any]:
             return
         raise CheckFailed("an unknown runtime was accepted")
 
-    for name, fn in [
+    return await run_named([
         ("description", description),
         ("plot_as_image", plot_as_image),
         ("numpy_value", numpy_value),
@@ -146,9 +131,7 @@ async def run_checks(s: ClientSession) -> dict[str, Any]:
         ("displays_in_order", displays_in_order),
         ("seeded", seeded),
         ("unknown_runtime", unknown_runtime),
-    ]:
-        await check(name, fn)
-    return {"passed": passed, "failed": failed}
+    ])
 
 
 if __name__ == "__main__":
