@@ -373,8 +373,8 @@ got"#}))
     assert_eq!(answer["tool_calls"].as_array().unwrap().len(), 3);
     assert_eq!(answer["tool_calls"][2]["error"], "limit");
 
-    // A slow tool past the time per call: a timeout, the run goes on.
-    let started = Instant::now();
+    // A slow tool past the time per call: a timeout (had it waited, the call would have
+    // answered), and the run goes on.
     let answer = server
         .run_with(json!({"tool_timeout_ms": 500, "code": r#"import tools
 try:
@@ -388,12 +388,11 @@ except tools.ToolError as e:
         json!(["timeout", "Echo: still here"]),
         "{answer}"
     );
-    assert!(started.elapsed() < Duration::from_secs(4));
 
     // The run's own timeout holds while it waits on a tool, and the call is cancelled
     // upstream (what this server sent the upstream is copied to watched.in).
     let answer = server
-        .run_with(json!({"timeout_ms": 1000, "code": "import tools\ntools.watched.trigger_long_running_operation(duration=8, steps=2)"}))
+        .run_with(json!({"timeout_ms": 3000, "code": "import tools\ntools.watched.trigger_long_running_operation(duration=20, steps=2)"}))
         .await;
     assert_eq!(answer["stopped"], "timeout", "{answer}");
     let sent = dir.join("watched.in");
@@ -545,21 +544,35 @@ except AttributeError as e:
 async fn an_upstream_killed_mid_call_is_restarted() {
     let dir = temp_dir("kill");
     let config = write_config(&dir, None);
-    let server = Server::start_with(&["--tools-config", config.to_str().unwrap()]);
+    let scratch = dir.join("scratch");
+    let server = Server::start_with(&[
+        "--tools-config",
+        config.to_str().unwrap(),
+        "--scratch-dir",
+        scratch.to_str().unwrap(),
+    ]);
     let pid: i32 = std::fs::read_to_string(dir.join("everything.pid"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
+    // The guest leaves a file in its workspace just before the call: the kill comes after
+    // it, whatever the machine's load (the upstream takes longer than that to restart).
     let call = server.run_with(json!({"code": r#"import tools
+open("calling", "w").close()
 try:
-    tools.everything.trigger_long_running_operation(duration=6, steps=6)
+    tools.everything.trigger_long_running_operation(duration=20, steps=4)
     r = "answered"
 except tools.ToolError as e:
     r = e.kind
 r"#}));
     let kill = async {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !marker_exists(&scratch, "calling") {
+            assert!(Instant::now() < deadline, "the guest never got to its call");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
         // SAFETY: a plain kill(2) of the child this test's config started.
         unsafe { libc_kill(pid, 9) };
     };
@@ -587,6 +600,19 @@ r"#}));
         .run("import tools\ntools.everything.echo(message='back')")
         .await;
     assert_eq!(answer["result"], "Echo: back", "{answer}");
+}
+
+/// Whether some run's workspace under `scratch` holds a file named `name`.
+fn marker_exists(scratch: &Path, name: &str) -> bool {
+    let Ok(roots) = std::fs::read_dir(scratch) else {
+        return false;
+    };
+    roots.flatten().any(|root| {
+        std::fs::read_dir(root.path()).is_ok_and(|runs| {
+            runs.flatten()
+                .any(|run| run.path().join("workspace").join(name).exists())
+        })
+    })
 }
 
 unsafe extern "C" {
