@@ -133,63 +133,41 @@ else
     log "node: $got"
 fi
 
-# 4. MCP Inspector and the conformance suite, installed with Node 22 first on PATH
-#    (on an older Node, npm would silently pick an old Inspector).
-npm_stamp="$NPM_DIR/.stamp"
-npm_want="node=$NODE_VERSION inspector=$INSPECTOR_VERSION conformance=$CONFORMANCE_VERSION"
-if stamp_ok "$npm_stamp" "$npm_want" \
-    && [[ -e "$NPM_DIR/node_modules/.bin/mcp-inspector" && -e "$NPM_DIR/node_modules/.bin/conformance" ]]; then
-    log "npm: inspector $INSPECTOR_VERSION and conformance $CONFORMANCE_VERSION already installed in $NPM_DIR"
-else
-    log "npm: installing @modelcontextprotocol/inspector@$INSPECTOR_VERSION and @modelcontextprotocol/conformance@$CONFORMANCE_VERSION into $NPM_DIR"
-    rm -rf -- "$NPM_DIR"
-    mkdir -p "$NPM_DIR"
-    cat >"$NPM_DIR/package.json" <<EOF
-{
-  "name": "omcp-sandbox-test-clients",
-  "private": true,
-  "dependencies": {
-    "@modelcontextprotocol/inspector": "$INSPECTOR_VERSION",
-    "@modelcontextprotocol/conformance": "$CONFORMANCE_VERSION"
-  }
-}
-EOF
+# npm_dir NAME DIR PACKAGE@VERSION... - an npm folder of its own at DIR holding exactly these
+# pins, installed with Node 22 first on PATH (on an older Node, npm would silently pick older
+# releases); remade unless its stamp matches and every package is there.
+npm_dir() {
+    local name="$1" dir="$2"
+    shift 2
+    local want="node=$NODE_VERSION $*" spec present=1 deps=""
+    for spec in "$@"; do
+        [[ -e "$dir/node_modules/${spec%@*}/package.json" ]] || present=0
+        deps+="${deps:+, }\"${spec%@*}\": \"${spec##*@}\""
+    done
+    if [[ "$present" == 1 ]] && stamp_ok "$dir/.stamp" "$want"; then
+        log "$name: $* already installed in $dir"
+        return
+    fi
+    log "$name: installing $* into $dir"
+    rm -rf -- "$dir"
+    mkdir -p "$dir"
+    printf '{"name": "omcp-sandbox-%s", "private": true, "dependencies": {%s}}\n' "$name" "$deps" \
+        >"$dir/package.json"
     (
         export PATH="$node_bin_dir:$PATH"
-        cd "$NPM_DIR"
+        cd "$dir"
         npm install --no-audit --no-fund --loglevel=error
     )
-    printf '%s' "$npm_want" >"$npm_stamp"
-fi
+    printf '%s' "$want" >"$dir/.stamp"
+}
 
-# 4b. Upstream MCP servers for code mode (started by the tests with Node 22).
-up_stamp="$UPSTREAM_DIR/.stamp"
-up_want="everything=$EVERYTHING_VERSION memory=$MEMORY_VERSION"
-if stamp_ok "$up_stamp" "$up_want" \
-    && [[ -e "$UPSTREAM_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js" \
-       && -e "$UPSTREAM_DIR/node_modules/@modelcontextprotocol/server-memory/dist/index.js" ]]; then
-    log "upstream: server-everything $EVERYTHING_VERSION and server-memory $MEMORY_VERSION already installed in $UPSTREAM_DIR"
-else
-    log "upstream: installing server-everything@$EVERYTHING_VERSION and server-memory@$MEMORY_VERSION into $UPSTREAM_DIR"
-    rm -rf -- "$UPSTREAM_DIR"
-    mkdir -p "$UPSTREAM_DIR"
-    cat >"$UPSTREAM_DIR/package.json" <<EOF
-{
-  "name": "omcp-sandbox-upstream-servers",
-  "private": true,
-  "dependencies": {
-    "@modelcontextprotocol/server-everything": "$EVERYTHING_VERSION",
-    "@modelcontextprotocol/server-memory": "$MEMORY_VERSION"
-  }
-}
-EOF
-    (
-        export PATH="$node_bin_dir:$PATH"
-        cd "$UPSTREAM_DIR"
-        npm install --no-audit --no-fund --loglevel=error
-    )
-    printf '%s' "$up_want" >"$up_stamp"
-fi
+# 4. MCP Inspector and the conformance suite.
+npm_dir clients "$NPM_DIR" "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" \
+    "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
+
+# 4b. Upstream MCP servers for code mode (the tests start them with Node 22).
+npm_dir upstream "$UPSTREAM_DIR" "@modelcontextprotocol/server-everything@$EVERYTHING_VERSION" \
+    "@modelcontextprotocol/server-memory@$MEMORY_VERSION"
 
 # 5. env.sh for the other scripts.
 cat >"$CLIENTS/env.sh" <<EOF
