@@ -137,7 +137,7 @@ impl Door {
                     self.bounds.call_timeout,
                 )
                 .await
-                .and_then(|answer| self.fit(answer.value, &mut record))
+                .and_then(|value| self.fit(value, &mut record))
         };
         record.duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
         match &result {

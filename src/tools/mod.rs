@@ -84,13 +84,6 @@ impl Failure {
     }
 }
 
-/// What a successful call gives the guest.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// `structuredContent`, else the text of the content (see [`content_value`]).
-    pub value: Value,
-}
-
 /// Every server and tool as the guest and clients see them, built from the upstreams'
 /// latest listings.
 pub struct Catalog {
@@ -157,11 +150,6 @@ impl Toolbox {
             }
         }
         toolbox
-    }
-
-    /// No upstreams at all (`import tools` is then an empty module).
-    pub fn is_empty(&self) -> bool {
-        self.upstreams.is_empty()
     }
 
     pub fn health(&self) -> Vec<ServerHealth> {
@@ -238,7 +226,8 @@ impl Toolbox {
     }
 
     /// Call `tool` of `server` with `args`, checked against its schema first, waiting at
-    /// most `timeout`. Dropping the future cancels the call upstream
+    /// most `timeout`: the tool's `structuredContent`, else its content as one value (see
+    /// [`content_value`]). Dropping the future cancels the call upstream
     /// (`notifications/cancelled`).
     pub async fn call(
         &self,
@@ -246,7 +235,7 @@ impl Toolbox {
         tool: &str,
         args: Value,
         timeout: Duration,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<Value, Failure> {
         let Some(upstream) = self.upstreams.iter().find(|u| u.config.name == server) else {
             return Err(Failure::new(
                 FailureKind::UnknownTool,
@@ -317,11 +306,10 @@ impl Toolbox {
                 clip(&text, MAX_MESSAGE),
             ));
         }
-        let value = match result.structured_content {
+        Ok(match result.structured_content {
             Some(value) => value,
             None => content_value(&result.content),
-        };
-        Ok(Answer { value })
+        })
     }
 
     /// The `list` frame's answer: every server with its functions' source.
