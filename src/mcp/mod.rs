@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
     CallToolResult, ContentBlock, ErrorCode, Implementation, JsonObject,
-    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject,
     ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use tokio_util::sync::CancellationToken;
 
@@ -363,6 +363,8 @@ impl ServerHandler for SandboxTools {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                // Code mode: run_python's description lists the upstream tools.
+                .enable_tool_list_changed()
                 .enable_resources()
                 .build(),
         )
@@ -371,6 +373,40 @@ impl ServerHandler for SandboxTools {
                 .with_title("omcp-sandbox: sandboxed Python"),
         )
         .with_instructions(instructions)
+    }
+
+    /// The tools, with `run_python`'s description built now: with code mode it lists the
+    /// upstream tools as they are at this moment, not as they were when the session began.
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools = self.tool_router.list_all();
+        if self.sandbox.tools().is_some()
+            && let Some(run) = tools.iter_mut().find(|t| t.name == "run_python")
+        {
+            run.description = Some(tool_description(&self.sandbox).into());
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    /// With code mode, tell the client whenever an upstream connects, fails or changes its
+    /// tools, so it lists them (and run_python's description) again. The watch ends with
+    /// the session: the first notification that cannot be sent.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let Some(tools) = self.sandbox.tools() else {
+            return;
+        };
+        let mut changed = tools.subscribe();
+        let peer = context.peer;
+        tokio::spawn(async move {
+            while changed.changed().await.is_ok() {
+                if peer.notify_tool_list_changed().await.is_err() {
+                    break;
+                }
+            }
+        });
     }
 
     /// Session files are resources, but a session's id is a private handle: listing them

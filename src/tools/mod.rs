@@ -33,6 +33,8 @@ use upstream::{Status, Upstream};
 /// The configured upstreams and what the guest sees of them.
 pub struct Toolbox {
     upstreams: Vec<Arc<Upstream>>,
+    /// Bumped on every change of an upstream's state (see [`Toolbox::subscribe`]).
+    changed: tokio::sync::watch::Sender<u64>,
     /// The catalog and the upstreams' `since` stamps it was built from.
     cache: Mutex<Option<(Vec<Instant>, Arc<Catalog>)>>,
 }
@@ -124,7 +126,7 @@ impl Toolbox {
     /// Start a supervisor per server (inside a tokio runtime) and wait, up to `wait`, until
     /// each has connected or failed once, so the first runs see the tools.
     pub async fn start(configs: Vec<ServerConfig>, wait: Duration) -> Arc<Toolbox> {
-        let changed = Arc::new(tokio::sync::Notify::new());
+        let (changed, mut seen) = tokio::sync::watch::channel(0u64);
         let upstreams: Vec<Arc<Upstream>> = configs
             .into_iter()
             .map(|config| Upstream::new(config, changed.clone()))
@@ -134,6 +136,7 @@ impl Toolbox {
         }
         let toolbox = Arc::new(Toolbox {
             upstreams,
+            changed,
             cache: Mutex::new(None),
         });
         let deadline = tokio::time::Instant::now() + wait;
@@ -142,14 +145,20 @@ impl Toolbox {
             .iter()
             .any(|u| u.snapshot().status == Status::Starting)
         {
-            if tokio::time::timeout_at(deadline, changed.notified())
-                .await
-                .is_err()
-            {
+            if !matches!(
+                tokio::time::timeout_at(deadline, seen.changed()).await,
+                Ok(Ok(()))
+            ) {
                 break;
             }
         }
         toolbox
+    }
+
+    /// Changes whenever an upstream connects, fails or lists different tools: what a
+    /// client was told of the tools may be out of date.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     pub fn health(&self) -> Vec<ServerHealth> {

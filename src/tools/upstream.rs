@@ -15,7 +15,7 @@ use rmcp::transport::TokioChildProcess;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ServiceExt};
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::config::{ServerConfig, Transport};
 
@@ -65,12 +65,13 @@ pub struct Snapshot {
 pub struct Upstream {
     pub config: ServerConfig,
     state: RwLock<Snapshot>,
-    /// Woken when the state changes (the toolbox rebuilds its catalog).
-    changed: Arc<Notify>,
+    /// Counts the changes of every upstream's state: start-up waits on it, and MCP
+    /// sessions tell their clients the tool list changed.
+    changed: watch::Sender<u64>,
 }
 
 impl Upstream {
-    pub fn new(config: ServerConfig, changed: Arc<Notify>) -> Arc<Upstream> {
+    pub fn new(config: ServerConfig, changed: watch::Sender<u64>) -> Arc<Upstream> {
         Arc::new(Upstream {
             config,
             state: RwLock::new(Snapshot {
@@ -95,7 +96,7 @@ impl Upstream {
             update(&mut state);
             state.since = Instant::now();
         }
-        self.changed.notify_one();
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Keep the upstream connected until the process ends.

@@ -663,8 +663,9 @@ fn a_bad_config_stops_the_server_at_start() {
 fn python_sdk_code_mode() {
     let dir = temp_dir("sdk");
     let config = write_config(&dir, None);
+    let pid_file = dir.join("everything.pid");
     let (code, stdout, stderr) = with_clients(&format!(
-        "python tests/mcp/sdk_code_mode.py stdio -- {} mcp --runtimes stdlib,scientific --cache-dir {:?} --tools-config {:?}",
+        "OMCP_EVERYTHING_PID_FILE={pid_file:?} python tests/mcp/sdk_code_mode.py stdio -- {} mcp --runtimes stdlib,scientific --cache-dir {:?} --tools-config {:?}",
         bin(),
         cache_dir(),
         config
@@ -672,7 +673,7 @@ fn python_sdk_code_mode() {
     super::mcp_clients::assert_sdk_report(code, &stdout, &stderr);
     let server = Server::scientific(&["--tools-config", config.to_str().unwrap()]);
     let (code, stdout, stderr) = with_clients(&format!(
-        "python tests/mcp/sdk_code_mode.py http {}",
+        "OMCP_EVERYTHING_PID_FILE={pid_file:?} python tests/mcp/sdk_code_mode.py http {}",
         server.url("/mcp")
     ));
     super::mcp_clients::assert_sdk_report(code, &stdout, &stderr);

@@ -10,21 +10,36 @@ server-memory, mcp-server-time). Checks that `run_python`'s description lists th
 functions with their signatures, that `list_tools` gives the stubs, that the memory program
 (ten entities in a loop, read back, filtered, counted) and the checked answers come out the
 same as over /run in both runtimes, with each call in `tool_calls` of the structured
-content, that a tool error is a ToolError the program catches, and that the same works in a
-session. Prints {"passed": [...], "failed": [{"name", "detail"}]}; exits 0 only if all passed.
+content, that a tool error is a ToolError the program catches, that the same works in a
+session, and that when an upstream dies and comes back the server says
+`notifications/tools/list_changed` and lists the tools again.
+Prints {"passed": [...], "failed": [{"name", "detail"}]}; exits 0 only if all passed.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 from typing import Any
 
+import anyio
 from mcp import ClientSession
 from sdk_harness import expect, run_named, serve_checks
 
 TOOL = "run_python"
 PREFIX = f"sdk{os.getpid()}_"
+# The everything server's pid (tests/integration/code_mode.rs writes it): the last check
+# kills it and waits for the server to say its tools changed.
+PID_FILE = os.environ.get("OMCP_EVERYTHING_PID_FILE")
+CHANGES: list[float] = []
+
+
+async def on_message(message: Any) -> None:
+    method = getattr(getattr(message, "root", message), "method", None)
+    if method == "notifications/tools/list_changed":
+        CHANGES.append(time.monotonic())
 
 
 def memory_program(prefix: str) -> str:
@@ -90,14 +105,29 @@ except tools.ToolError as e:
         expect("tool_calls" not in second.structured_content, f"{second.structured_content}")
         await s.call_tool("close_session", {"session_id": sid})
 
+    async def list_changed() -> None:
+        expect(PID_FILE is not None, "OMCP_EVERYTHING_PID_FILE not set")
+        before = len(CHANGES)
+        os.kill(int(open(PID_FILE).read().strip()), signal.SIGKILL)
+        # Down (one change), then restarted (another): each is a notification, and the
+        # description, listed again, is current.
+        while len(CHANGES) < before + 2:
+            await anyio.sleep(0.05)
+        text = next(t for t in (await s.list_tools()).tools if t.name == TOOL).description or ""
+        expect("tools.everything.echo(message: str)" in text, f"not listed again: {text[-800:]}")
+        result = await s.call_tool(TOOL, {"code": "import tools\ntools.everything.echo(message='back')",
+                                          "runtime": "stdlib"})
+        expect(result.structured_content["result"] == "Echo: back", f"{result.structured_content}")
+
     return await run_named([
         ("description", description),
         ("stubs", stubs),
         ("memory_in_both_runtimes", memory_in_both_runtimes),
         ("errors_are_caught", errors_are_caught),
         ("in_a_session", in_a_session),
+        ("list_changed", list_changed),
     ])
 
 
 if __name__ == "__main__":
-    sys.exit(serve_checks(sys.argv[1:], __doc__, run_checks))
+    sys.exit(serve_checks(sys.argv[1:], __doc__, run_checks, on_message))

@@ -53,20 +53,20 @@ async def run_named(checks: list[tuple[str, Callable[[], Awaitable[Any]]]],
     return {"passed": passed, "failed": failed}
 
 
-async def run_stdio(run_checks: Checks, cmd: list[str]) -> dict[str, Any]:
+async def run_stdio(run_checks: Checks, cmd: list[str], message_handler: Any = None) -> dict[str, Any]:
     params = StdioServerParameters(command=cmd[0], args=cmd[1:])
     async with stdio_client(params, errlog=sys.stderr) as (read, write):
-        async with ClientSession(read, write) as session:
+        async with ClientSession(read, write, message_handler=message_handler) as session:
             return await run_checks(session)
 
 
-async def run_http(run_checks: Checks, url: str) -> dict[str, Any]:
+async def run_http(run_checks: Checks, url: str, message_handler: Any = None) -> dict[str, Any]:
     async with streamable_http_client(url) as (read, write):
-        async with ClientSession(read, write) as session:
+        async with ClientSession(read, write, message_handler=message_handler) as session:
             return await run_checks(session)
 
 
-def serve_checks(argv: list[str], doc: str | None, run_checks: Checks) -> int:
+def serve_checks(argv: list[str], doc: str | None, run_checks: Checks, message_handler: Any = None) -> int:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
     stdio = sub.add_parser("stdio")
@@ -77,9 +77,9 @@ def serve_checks(argv: list[str], doc: str | None, run_checks: Checks) -> int:
     try:
         if args.mode == "stdio":
             cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
-            report = anyio.run(run_stdio, run_checks, cmd)
+            report = anyio.run(run_stdio, run_checks, cmd, message_handler)
         else:
-            report = anyio.run(run_http, run_checks, args.url)
+            report = anyio.run(run_http, run_checks, args.url, message_handler)
     except BaseException as exc:  # noqa: BLE001 - transport failures: report, do not crash
         if isinstance(exc, KeyboardInterrupt):
             raise
