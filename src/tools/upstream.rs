@@ -90,13 +90,31 @@ impl Upstream {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Apply `update`; only a change someone can see (state, error, tools, connection)
+    /// counts as one: a server that keeps failing the same way does not make every MCP
+    /// client list the tools again at each retry.
     fn publish(&self, update: impl FnOnce(&mut Snapshot)) {
-        {
+        let changed = {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            let before = (
+                state.status,
+                state.error.clone(),
+                state.tools.clone(),
+                state.connections,
+            );
             update(&mut state);
-            state.since = Instant::now();
+            let changed = before.0 != state.status
+                || before.1 != state.error
+                || *before.2 != *state.tools
+                || before.3 != state.connections;
+            if changed {
+                state.since = Instant::now();
+            }
+            changed
+        };
+        if changed {
+            self.changed.send_modify(|n| *n = n.wrapping_add(1));
         }
-        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Keep the upstream connected until the process ends.

@@ -107,14 +107,23 @@ except tools.ToolError as e:
 
     async def list_changed() -> None:
         expect(PID_FILE is not None, "OMCP_EVERYTHING_PID_FILE not set")
+        def description(tools: Any) -> str:
+            return next(t for t in tools.tools if t.name == TOOL).description or ""
+
         before = len(CHANGES)
         os.kill(int(open(PID_FILE).read().strip()), signal.SIGKILL)
-        # Down (one change), then restarted (another): each is a notification, and the
-        # description, listed again, is current.
-        while len(CHANGES) < before + 2:
-            await anyio.sleep(0.05)
-        text = next(t for t in (await s.list_tools()).tools if t.name == TOOL).description or ""
-        expect("tools.everything.echo(message: str)" in text, f"not listed again: {text[-800:]}")
+        # Down, then restarted: the server says so (twice, or once if the two came close
+        # together), and the description, listed again after each notification, says
+        # where the server is; it ends ready.
+        seen, text = before, ""
+        while True:
+            while len(CHANGES) == seen:
+                await anyio.sleep(0.05)
+            seen = len(CHANGES)
+            text = description(await s.list_tools())
+            if 'server "everything" is' not in text:
+                break
+        expect("tools.everything.echo(message: str)" in text, f"not listed again: {text[:800]}")
         result = await s.call_tool(TOOL, {"code": "import tools\ntools.everything.echo(message='back')",
                                           "runtime": "stdlib"})
         expect(result.structured_content["result"] == "Echo: back", f"{result.structured_content}")
