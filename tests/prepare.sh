@@ -62,20 +62,6 @@ start=$SECONDS
 log "python.wasm: ./fetch-python.sh"
 (cd "$ROOT" && ./fetch-python.sh)
 
-# 2. Python venv with the official MCP SDK.
-venv_stamp="$VENV/.stamp"
-venv_want="mcp==$MCP_VERSION"
-if stamp_ok "$venv_stamp" "$venv_want" && "$VENV/bin/python" -c 'import mcp' 2>/dev/null; then
-    log "venv: $venv_want already installed in $VENV"
-else
-    log "venv: creating $VENV with $venv_want"
-    rm -rf -- "$VENV"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$venv_want"
-    "$VENV/bin/python" -c 'import importlib.metadata as m; print("prepare: venv: mcp", m.version("mcp"))'
-    printf '%s' "$venv_want" >"$venv_stamp"
-fi
-
 # tool_venv NAME DIR BIN PIN... - a venv of its own at DIR holding the pinned packages,
 # remade unless its stamp matches the pins and DIR/bin/BIN is there.
 tool_venv() {
@@ -92,6 +78,9 @@ tool_venv() {
     "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
     printf '%s' "$want" >"$dir/.stamp"
 }
+
+# 2. Python venv with the official MCP SDK.
+tool_venv venv "$VENV" python "mcp==$MCP_VERSION"
 
 # 2b. schemathesis, for the OpenAPI fuzz test (tests/integration/openapi.rs).
 tool_venv schemathesis "$ST_VENV" st "schemathesis==$SCHEMATHESIS_VERSION"

@@ -242,15 +242,7 @@ async fn code_mode_over_http_in_both_runtimes_and_a_session() {
     );
 
     // GET /tools: the stubs the model codes against.
-    let listing: Value = server
-        .client
-        .get(server.url("/tools"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listing: Value = server.get("/tools").await.json().await.unwrap();
     let stubs = listing["stubs"].as_str().unwrap();
     for needle in [
         "class memory:",
@@ -517,15 +509,7 @@ except AttributeError as e:
     let _ = server
         .run("import os, json\nos.pwrite(1, json.dumps({'op': 'call', 'server': 'made-up-9', 'tool': 'x'}).encode(), 0x6F6D6370646F6F72)")
         .await;
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get("/metrics").await.text().await.unwrap();
     for needle in [
         r#"omcp_tool_calls_total{server="everything",tool="get-sum",outcome="ok"} 2"#,
         r#"omcp_tool_calls_total{server="everything",tool="get-sum",outcome="limit"} 1"#,

@@ -226,6 +226,15 @@ impl Server {
     }
 
     /// GET /healthz (from a loopback Host, no token).
+    /// GET `path` (no token).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
+    }
+
     pub async fn healthz(&self) -> reqwest::Response {
         self.client
             .get(self.url("/healthz"))
