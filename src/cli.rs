@@ -217,6 +217,13 @@ pub struct SessionArgs {
         env = "OMCP_SESSIONS_MEMORY_MB"
     )]
     pub sessions_memory_mb: u64,
+
+    /// The session directory is shared by several replicas (a ReadWriteMany volume): every
+    /// session is checkpointed to it at the end of each turn, before the answer, and used
+    /// under a lock on its directory, so any replica can serve its next call, and a
+    /// replica that dies loses no turn it answered. Needs --session-dir.
+    #[arg(long, env = "OMCP_SHARED_SESSIONS")]
+    pub shared_sessions: bool,
 }
 
 impl SessionArgs {
@@ -228,6 +235,7 @@ impl SessionArgs {
             lifetime: Duration::from_secs(self.session_lifetime.max(1)),
             suspend_after: Duration::from_secs(self.session_suspend_after),
             memory_bytes: self.sessions_memory_mb.saturating_mul(1 << 20),
+            shared: self.shared_sessions,
         }
     }
 }

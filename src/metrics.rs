@@ -95,6 +95,11 @@ fn describe() {
         Unit::Seconds,
         "Time to write a session's state to disk"
     );
+    describe_histogram!(
+        "omcp_session_checkpoint_seconds",
+        Unit::Seconds,
+        "Time to checkpoint a session to the shared directory after a turn (--shared-sessions)"
+    );
     describe_counter!(
         "omcp_session_resumes_total",
         Unit::Count,
@@ -201,6 +206,10 @@ pub fn http_request(route: String, status: u16) {
 pub fn session_suspended(took: Duration) {
     counter!("omcp_session_suspends_total").increment(1);
     histogram!("omcp_session_suspend_seconds").record(took.as_secs_f64());
+}
+
+pub fn session_checkpointed(took: Duration) {
+    histogram!("omcp_session_checkpoint_seconds").record(took.as_secs_f64());
 }
 
 pub fn session_resumed(took: Duration) {

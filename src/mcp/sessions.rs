@@ -520,6 +520,7 @@ fn session_failure(err: SessionError) -> Result<CallToolResult, ErrorData> {
             "session_lost",
             format!("{err}; call create_session to start a new session"),
         ),
+        err @ SessionError::Unsaved { .. } => ("session_unsaved", err.to_string()),
         err @ SessionError::Incompatible { .. } => (
             "session_incompatible",
             format!("{err}; call create_session to start a new session"),

@@ -35,6 +35,7 @@
 //! a file from another build, or a damaged one, is refused, never misread.
 
 mod disk;
+mod lease;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,11 @@ use crate::limits::LimitRequest;
 use crate::outcome::Outcome;
 use crate::sandbox::{Job, RunError, Sandbox, SessionCore, TurnError};
 use crate::workspace::{FileEntry, FileError, FileIn, Workspace};
+use lease::Lease;
+
+/// How long a call waits for a session's lease held by another replica (or a sweep's
+/// look) before it is refused as busy.
+const LEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// The operator's bounds on sessions (each a flag).
 #[derive(Debug, Clone)]
@@ -62,6 +68,9 @@ pub struct SessionOptions {
     pub suspend_after: Duration,
     /// Written memory of live sessions, together, before idle ones are suspended.
     pub memory_bytes: u64,
+    /// `dir` is shared by several replicas: each session is checkpointed to disk at the end
+    /// of every turn and used under its lease, so any replica can serve its next call.
+    pub shared: bool,
 }
 
 impl Default for SessionOptions {
@@ -73,6 +82,7 @@ impl Default for SessionOptions {
             lifetime: Duration::from_secs(24 * 60 * 60),
             suspend_after: Duration::from_secs(60),
             memory_bytes: 2048 << 20,
+            shared: false,
         }
     }
 }
@@ -101,6 +111,11 @@ pub enum SessionError {
          this server cannot resume it. Its files can still be read"
     )]
     Incompatible { id: String, found: String },
+    #[error(
+        "session {id:?} could not be saved after its turn ({why}); the turn's effects on its \
+         interpreter are not kept (its workspace files may be), retry the turn"
+    )]
+    Unsaved { id: String, why: String },
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -142,6 +157,17 @@ struct Meta {
     started: bool,
     /// Written memory at the last look.
     memory_bytes: u64,
+    /// Bumped at every checkpoint (`--shared-sessions`): which saved state is the newest.
+    #[serde(default)]
+    checkpoint: u64,
+    /// The interpreter was taken from `state.omcp` into a server's memory and not saved
+    /// since: if that server dies, the file is older than what its client saw, and the
+    /// next server must say so rather than resume it.
+    #[serde(default)]
+    live: bool,
+    /// Not saved: the checkpoint the interpreter in memory was taken from or saved as.
+    #[serde(skip)]
+    loaded: u64,
     /// Not saved: whether the interpreter is only on disk.
     #[serde(skip)]
     suspended: bool,
@@ -226,6 +252,26 @@ pub fn redact(id: &str) -> String {
     format!("{}…", id.chars().take(6).collect::<String>())
 }
 
+/// Whether `id` could be a session id (what [`new_id`] makes): anything else is not looked
+/// up on disk.
+fn is_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Shared mode: take what `meta.json` says (another replica may have used the session),
+/// keeping what only this replica knows. Not while a turn here holds it: its own facts are
+/// newer, and about to be written.
+fn sync_meta(slot: &Slot, saved: Meta) {
+    let mut meta = slot.meta();
+    if meta.running {
+        return;
+    }
+    let (suspended, loaded) = (meta.suspended, meta.loaded);
+    *meta = saved;
+    meta.suspended = suspended;
+    meta.loaded = loaded;
+}
+
 fn internal(why: impl std::fmt::Display) -> SessionError {
     SessionError::Run(RunError::Internal(anyhow::anyhow!("{why}")))
 }
@@ -237,6 +283,11 @@ impl Sessions {
         use anyhow::Context as _;
         let (root, temporary) = match &options.dir {
             Some(dir) => (dir.clone(), false),
+            None if options.shared => {
+                anyhow::bail!(
+                    "--shared-sessions needs --session-dir (the directory the replicas share)"
+                )
+            }
             None => (
                 std::env::temp_dir().join(format!("omcp-sessions-{}", std::process::id())),
                 true,
@@ -279,28 +330,58 @@ impl Sessions {
         };
         let mut adopted = 0;
         for entry in entries.flatten() {
-            let dir = entry.path();
-            match disk::read_meta(&dir) {
-                Ok(mut meta) if self.dir_of(&meta.id) == dir => {
-                    meta.suspended = true;
-                    if meta.expires_at() <= now() {
-                        disk::remove_dir(&dir);
-                        continue;
-                    }
-                    let slot = Arc::new(Slot {
-                        dir,
-                        meta: Mutex::new(meta.clone()),
-                        core: tokio::sync::Mutex::new(None),
-                    });
-                    self.table().insert(meta.id, slot);
-                    adopted += 1;
-                }
-                Ok(_) => tracing::warn!("ignoring {dir:?}: its name does not match its session"),
-                Err(err) => tracing::debug!("not a session directory {dir:?}: {err}"),
+            if self.adopt_one(&entry.path()).is_some() {
+                adopted += 1;
             }
         }
         if adopted > 0 {
             tracing::info!(sessions = adopted, "took over suspended sessions");
+        }
+    }
+
+    /// Take in the session in `dir` (suspended until its next call), unless it is already
+    /// known here; an expired one is removed instead.
+    fn adopt_one(&self, dir: &Path) -> Option<Arc<Slot>> {
+        let mut meta = match disk::read_meta(dir) {
+            Ok(meta) if self.dir_of(&meta.id) == dir => meta,
+            Ok(_) => {
+                tracing::warn!("ignoring {dir:?}: its name does not match its session");
+                return None;
+            }
+            Err(err) => {
+                tracing::debug!("not a session directory {dir:?}: {err}");
+                return None;
+            }
+        };
+        if let Some(known) = self.table().get(&meta.id) {
+            return Some(known.clone());
+        }
+        meta.suspended = true;
+        let id = meta.id.clone();
+        let slot = Arc::new(Slot {
+            dir: dir.to_path_buf(),
+            meta: Mutex::new(meta),
+            core: tokio::sync::Mutex::new(None),
+        });
+        if slot.meta().expires_at() <= now() {
+            self.expire_adopted(&id, &slot);
+            return None;
+        }
+        Some(self.table().entry(id).or_insert(slot).clone())
+    }
+
+    /// An expired session found on disk: removed (in shared mode under its lease, and only
+    /// if it is still expired once held).
+    fn expire_adopted(&self, id: &str, slot: &Arc<Slot>) {
+        if !self.options.shared {
+            disk::remove_dir(&slot.dir);
+            return;
+        }
+        if let Ok(Some(_lease)) = Lease::try_take(&slot.dir)
+            && disk::read_meta(&slot.dir).is_ok_and(|saved| saved.expires_at() <= now())
+        {
+            disk::remove_dir(&slot.dir);
+            tracing::info!(session = redact(id), "expired session removed");
         }
     }
 
@@ -338,11 +419,8 @@ impl Sessions {
         };
         let id = new_id()?;
         let dir = self.dir_of(&id);
-        {
-            let table = self.table();
-            if table.len() >= self.options.max_sessions {
-                return Err(SessionError::TooMany(self.options.max_sessions));
-            }
+        if self.count() >= self.options.max_sessions {
+            return Err(SessionError::TooMany(self.options.max_sessions));
         }
         let core = self
             .sandbox
@@ -370,6 +448,9 @@ impl Sessions {
             seed: request.seed,
             started: false,
             memory_bytes: 0,
+            checkpoint: 0,
+            live: false,
+            loaded: 0,
             suspended: false,
             running: false,
         };
@@ -381,8 +462,9 @@ impl Sessions {
         });
         {
             let mut table = self.table();
-            // Checked again: creates run concurrently.
-            if table.len() >= self.options.max_sessions {
+            // Checked again: creates run concurrently (in shared mode the directory's count
+            // above is the bound, and already includes this one).
+            if !self.options.shared && table.len() >= self.options.max_sessions {
                 drop(table);
                 disk::remove_dir(&slot.dir);
                 return Err(SessionError::TooMany(self.options.max_sessions));
@@ -394,18 +476,172 @@ impl Sessions {
     }
 
     /// The session `id`, unless it is unknown or has expired (then it is removed).
+    ///
+    /// With `--shared-sessions` the directory is the truth: a session another replica
+    /// created is taken in here on its first call, and one it used or closed is seen so.
     fn slot(&self, id: &str) -> Result<Arc<Slot>, SessionError> {
         let not_found = || SessionError::NotFound(id.chars().take(64).collect());
-        let slot = self.table().get(id).cloned().ok_or_else(not_found)?;
+        let found = self.table().get(id).cloned();
+        let slot = match found {
+            Some(slot) => slot,
+            None if self.options.shared && is_id(id) => {
+                self.adopt_one(&self.dir_of(id)).ok_or_else(not_found)?
+            }
+            None => return Err(not_found()),
+        };
+        if self.options.shared {
+            match disk::read_meta(&slot.dir) {
+                Ok(saved) => sync_meta(&slot, saved),
+                Err(_) => {
+                    self.forget(id, &slot);
+                    return Err(not_found());
+                }
+            }
+        }
         let expired = {
             let meta = slot.meta();
             !meta.running && meta.expires_at() <= now()
         };
         if expired {
-            self.remove(id, &slot);
+            self.expire(id, &slot);
             return Err(not_found());
         }
         Ok(slot)
+    }
+
+    /// What `state.omcp`'s first line must say: the build's key, and in shared mode the
+    /// checkpoint, so a state file that is not the one `meta.json` names (a write that
+    /// failed half way through a checkpoint) is refused, never resumed as the newest.
+    fn state_key(&self, meta: &Meta, checkpoint: u64) -> Result<String, SessionError> {
+        let runtime = self.sandbox.runtime_index(Some(&meta.runtime))?;
+        let key = self.sandbox.session_key(runtime);
+        Ok(if self.options.shared {
+            format!("{key} checkpoint {checkpoint}")
+        } else {
+            key.to_string()
+        })
+    }
+
+    /// Drop `slot` from the table, leaving its files (another replica removed them, or
+    /// holds the session).
+    fn forget(&self, id: &str, slot: &Arc<Slot>) {
+        let mut table = self.table();
+        if matches!(table.get(id), Some(current) if Arc::ptr_eq(current, slot)) {
+            table.remove(id);
+        }
+    }
+
+    /// Remove an expired session. Shared: only under its lease and if the directory agrees
+    /// it has expired (this replica's view of its last use may be old).
+    fn expire(&self, id: &str, slot: &Arc<Slot>) {
+        if !self.options.shared {
+            self.remove(id, slot);
+            return;
+        }
+        let Ok(Some(_lease)) = Lease::try_take(&slot.dir) else {
+            // Someone is using it, or it is gone: either way not ours to remove now.
+            self.forget(id, slot);
+            return;
+        };
+        match disk::read_meta(&slot.dir) {
+            Ok(saved) if saved.expires_at() > now() => sync_meta(slot, saved),
+            _ => self.remove(id, slot),
+        }
+    }
+
+    /// Shared mode: take `slot`'s lease (waiting a little for another replica's turn to
+    /// end), then bring this replica's view up to date: an interpreter in memory older than
+    /// the newest checkpoint is dropped, so the turn resumes the newest one.
+    async fn lease(
+        &self,
+        id: &str,
+        slot: &Arc<Slot>,
+        core: &mut Option<SessionCore>,
+    ) -> Result<Lease, SessionError> {
+        let not_found = || SessionError::NotFound(redact(id));
+        let lease = match Lease::take(&slot.dir, LEASE_WAIT).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return Err(SessionError::Busy(redact(id))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                self.forget(id, slot);
+                return Err(not_found());
+            }
+            Err(err) => return Err(internal(format!("cannot take the session's lease: {err}"))),
+        };
+        // Read again under the lease: it may have been closed or used meanwhile.
+        let saved = match disk::read_meta(&slot.dir) {
+            Ok(saved) => saved,
+            Err(_) => {
+                self.forget(id, slot);
+                return Err(not_found());
+            }
+        };
+        if core.is_some() && slot.meta().loaded != saved.checkpoint {
+            *core = None;
+            tracing::debug!(
+                session = redact(id),
+                "another replica ran the session since: resuming its newest checkpoint"
+            );
+        }
+        sync_meta(slot, saved);
+        slot.meta().suspended = core.is_none();
+        Ok(lease)
+    }
+
+    /// Shared mode, at the end of a kept turn and under the lease: write the interpreter and
+    /// the facts, so whichever replica gets the next call resumes exactly this.
+    /// A rolled-back turn left the interpreter as the last checkpoint has it (`kept`
+    /// false): only the facts are written (its last use matters to every replica's expiry).
+    fn checkpoint(
+        &self,
+        id: &str,
+        slot: &Slot,
+        core: &mut Option<SessionCore>,
+        kept: bool,
+    ) -> Result<(), SessionError> {
+        let started = std::time::Instant::now();
+        let mut meta = slot.meta().clone();
+        let written = match core.as_ref() {
+            Some(live) if kept => {
+                meta.checkpoint += 1;
+                let key = self.state_key(&meta, meta.checkpoint)?;
+                disk::write_state(&slot.dir, &key, live).and_then(|bytes| {
+                    disk::write_meta(&slot.dir, &meta)?;
+                    Ok(bytes)
+                })
+            }
+            _ => disk::write_meta(&slot.dir, &meta).map(|()| 0),
+        };
+        match written {
+            Ok(bytes) => {
+                let mut current = slot.meta();
+                current.checkpoint = meta.checkpoint;
+                current.loaded = meta.checkpoint;
+                drop(current);
+                crate::metrics::session_checkpointed(started.elapsed());
+                tracing::debug!(
+                    session = redact(id),
+                    bytes,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "session checkpointed"
+                );
+                Ok(())
+            }
+            Err(err) => {
+                // The state on disk is still the previous checkpoint (files are replaced
+                // whole): drop what disk does not have, so no replica serves it.
+                *core = None;
+                slot.meta().suspended = true;
+                tracing::warn!(
+                    session = redact(id),
+                    "could not checkpoint the session: {err}"
+                );
+                Err(SessionError::Unsaved {
+                    id: redact(id),
+                    why: err.to_string(),
+                })
+            }
+        }
     }
 
     fn remove(&self, id: &str, slot: &Arc<Slot>) {
@@ -452,13 +688,29 @@ impl Sessions {
     }
 
     pub fn list(&self) -> Vec<SessionInfo> {
+        if self.options.shared {
+            // Sessions other replicas opened are as much this server's.
+            self.adopt();
+        }
         let ids: Vec<String> = self.table().keys().cloned().collect();
         let mut infos: Vec<SessionInfo> = ids.iter().filter_map(|id| self.info(id).ok()).collect();
         infos.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         infos
     }
 
+    /// Open sessions: this server's, or with `--shared-sessions` the directory's (the
+    /// bound then holds for all the replicas together).
     pub fn count(&self) -> usize {
+        if self.options.shared {
+            return std::fs::read_dir(&self.root)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter(|entry| entry.path().join("meta.json").exists())
+                        .count()
+                })
+                .unwrap_or(0);
+        }
         self.table().len()
     }
 
@@ -476,9 +728,31 @@ impl Sessions {
             .core
             .try_lock()
             .map_err(|_| SessionError::Busy(redact(id)))?;
+        let _lease = self.try_lease(id, &slot)?;
         drop(guard);
         self.remove(id, &slot);
         Ok(())
+    }
+
+    /// Shared mode, for quick operations that answer `Busy` at once when a turn holds the
+    /// session (as they do on one server): the lease if it is free now.
+    fn try_lease(&self, id: &str, slot: &Arc<Slot>) -> Result<Option<Lease>, SessionError> {
+        if !self.options.shared {
+            return Ok(None);
+        }
+        match Lease::try_take(&slot.dir) {
+            Ok(Some(lease)) if slot.dir.join("meta.json").exists() => Ok(Some(lease)),
+            Ok(Some(_)) => {
+                self.forget(id, slot);
+                Err(SessionError::NotFound(redact(id)))
+            }
+            Ok(None) => Err(SessionError::Busy(redact(id))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                self.forget(id, slot);
+                Err(SessionError::NotFound(redact(id)))
+            }
+            Err(err) => Err(internal(format!("cannot take the session's lease: {err}"))),
+        }
     }
 
     /// The interpreter of `slot`, resumed from disk if suspended.
@@ -493,11 +767,18 @@ impl Sessions {
         }
         let meta = slot.meta().clone();
         let runtime = self.sandbox.runtime_index(Some(&meta.runtime))?;
-        let key = self.sandbox.session_key(runtime).to_string();
+        let key = self.state_key(&meta, meta.checkpoint)?;
         let lost = |why: String| SessionError::Lost {
             id: redact(id),
             why,
         };
+        if meta.live && !self.options.shared {
+            return Err(lost(
+                "the server that held it stopped without saving it (killed or crashed); \
+                 its state since it was last suspended is gone"
+                    .to_string(),
+            ));
+        }
         let started = std::time::Instant::now();
         let state = disk::read_state(&slot.dir, &key);
         let read = started.elapsed();
@@ -530,8 +811,21 @@ impl Sessions {
                 return Err(lost(format!("its saved state is damaged ({why})")));
             }
         };
+        if !self.options.shared && meta.started {
+            // From now on the file is older than the interpreter: mark it taken, so a
+            // server that finds it after a crash refuses it instead of rewinding.
+            let mut taken = meta.clone();
+            taken.live = true;
+            disk::write_meta(&slot.dir, &taken)
+                .map_err(|e| internal(format!("cannot mark the session as resumed: {e}")))?;
+            slot.meta().live = true;
+        }
         *core = Some(restored);
-        slot.meta().suspended = false;
+        {
+            let mut current = slot.meta();
+            current.suspended = false;
+            current.loaded = meta.checkpoint;
+        }
         tracing::debug!(
             session = redact(id),
             read_ms = read.as_secs_f64() * 1e3,
@@ -571,18 +865,31 @@ impl Sessions {
             .core
             .try_lock()
             .map_err(|_| SessionError::Busy(redact(id)))?;
+        let lease = match self.options.shared {
+            true => Some(self.lease(id, &slot, &mut guard).await?),
+            false => None,
+        };
         slot.meta().running = true;
-        let answer = self
+        let mut answer = self
             .turn_locked(id, &slot, &mut guard, code, stdin, asked, files)
             .await;
         {
             let mut meta = slot.meta();
-            meta.running = false;
             meta.last_used_at = now();
             if let Some(core) = guard.as_ref() {
                 meta.memory_bytes = core.stats().written_bytes;
             }
         }
+        if lease.is_some()
+            && let Ok(done) = &answer
+        {
+            // Before the answer leaves: what the client is told is what any replica resumes.
+            if let Err(err) = self.checkpoint(id, &slot, &mut guard, !done.rolled_back) {
+                answer = Err(err);
+            }
+        }
+        slot.meta().running = false;
+        drop(lease);
         drop(guard);
         if answer.is_ok() {
             self.keep_within_memory(id).await;
@@ -643,12 +950,25 @@ impl Sessions {
             .changes(&before, job.files_out_bytes)
             .unwrap_or_default();
         let changed = outcome.files.iter().map(|f| f.path.clone()).collect();
-        {
+        let first_kept = {
             let mut meta = slot.meta();
             meta.turns = turn_number;
+            let first = !report.rolled_back && !meta.started;
             if !report.rolled_back {
                 meta.started = true;
             }
+            first.then(|| meta.clone())
+        };
+        // The file must say that the interpreter has moved past the snapshot: a server that
+        // finds the session after a crash then refuses it rather than start it afresh.
+        if let Some(meta) = first_kept
+            && !self.options.shared
+            && let Err(err) = disk::write_meta(&slot.dir, &meta)
+        {
+            tracing::warn!(
+                session = redact(id),
+                "could not record the first kept turn: {err}"
+            );
         }
         Ok(TurnAnswer {
             outcome,
@@ -669,6 +989,10 @@ impl Sessions {
         if self.count() >= self.options.max_sessions {
             return Err(SessionError::TooMany(self.options.max_sessions));
         }
+        let lease = match self.options.shared {
+            true => Some(self.lease(id, &slot, &mut guard).await?),
+            false => None,
+        };
         self.resume(id, &slot, &mut guard)?;
         let source = guard.as_ref().expect("resumed above");
         let new_id = new_id()?;
@@ -680,6 +1004,7 @@ impl Sessions {
         for sub in ["workspace", "tmp"] {
             disk::copy_tree(&slot.dir.join(sub), &dir.join(sub)).map_err(internal)?;
         }
+        drop(lease);
         drop(guard);
         let at = now();
         let mut meta = slot.meta().clone();
@@ -688,7 +1013,15 @@ impl Sessions {
         meta.last_used_at = at;
         meta.running = false;
         meta.suspended = false;
+        meta.live = false;
         meta.memory_bytes = fork.stats().written_bytes;
+        if self.options.shared {
+            // Its first checkpoint, so another replica can serve its first call.
+            meta.checkpoint = 1;
+            meta.loaded = 1;
+            let key = self.state_key(&meta, 1)?;
+            disk::write_state(&dir, &key, &fork).map_err(internal)?;
+        }
         disk::write_meta(&dir, &meta).map_err(internal)?;
         let forked = Arc::new(Slot {
             dir,
@@ -712,10 +1045,17 @@ impl Sessions {
         let Some(core) = guard.as_mut() else {
             return false;
         };
-        let meta = slot.meta().clone();
-        let key = match self.sandbox.runtime_index(Some(&meta.runtime)) {
-            Ok(runtime) => self.sandbox.session_key(runtime).to_string(),
-            Err(_) => return false,
+        if self.options.shared {
+            // Every kept turn is on disk already (and writing now, without the lease,
+            // could overwrite a newer checkpoint of another replica): only let go of it.
+            *guard = None;
+            slot.meta().suspended = true;
+            return true;
+        }
+        let mut meta = slot.meta().clone();
+        meta.live = false;
+        let Ok(key) = self.state_key(&meta, meta.checkpoint) else {
+            return false;
         };
         let started = std::time::Instant::now();
         match disk::write_state(&slot.dir, &key, core).and_then(|bytes| {
@@ -724,7 +1064,11 @@ impl Sessions {
         }) {
             Ok(bytes) => {
                 *guard = None;
-                slot.meta().suspended = true;
+                {
+                    let mut current = slot.meta();
+                    current.suspended = true;
+                    current.live = false;
+                }
                 crate::metrics::session_suspended(started.elapsed());
                 tracing::info!(
                     session = redact(id),
@@ -794,7 +1138,7 @@ impl Sessions {
             };
             if expired {
                 if slot.core.try_lock().is_ok() {
-                    self.remove(&id, &slot);
+                    self.expire(&id, &slot);
                 }
                 continue;
             }
@@ -807,10 +1151,19 @@ impl Sessions {
     /// Run [`Self::sweep`] every second until `stop` is cancelled.
     pub async fn housekeeping(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks: u64 = 0;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tick.tick() => self.sweep().await,
+                _ = tick.tick() => {
+                    ticks += 1;
+                    if self.options.shared && ticks % 30 == 0 {
+                        // Sessions another replica opened and nobody calls expire too:
+                        // every replica looks, the lease makes one of them remove each.
+                        self.adopt();
+                    }
+                    self.sweep().await
+                }
             }
         }
     }
@@ -846,8 +1199,17 @@ impl Sessions {
         Ok(Workspace::open(&slot.dir.join("workspace"))?)
     }
 
-    fn touch(&self, slot: &Slot) {
-        slot.meta().last_used_at = now();
+    /// A use that is not a turn. `save`: under the lease in shared mode, where the other
+    /// replicas learn of it only from `meta.json` (a failed write only shortens its life).
+    fn touch(&self, slot: &Slot, save: bool) {
+        let meta = {
+            let mut meta = slot.meta();
+            meta.last_used_at = now();
+            meta.clone()
+        };
+        if save && let Err(err) = disk::write_meta(&slot.dir, &meta) {
+            tracing::warn!(session = redact(&meta.id), "could not record a use: {err}");
+        }
     }
 
     pub fn put_file(&self, id: &str, path: &str, bytes: &[u8]) -> Result<u64, SessionError> {
@@ -857,9 +1219,10 @@ impl Sessions {
             .core
             .try_lock()
             .map_err(|_| SessionError::Busy(redact(id)))?;
+        let lease = self.try_lease(id, &slot)?;
         self.workspace_of(&slot)?
             .write(path, bytes, &self.sandbox.limits().workspace())?;
-        self.touch(&slot);
+        self.touch(&slot, lease.is_some());
         Ok(bytes.len() as u64)
     }
 
@@ -868,7 +1231,7 @@ impl Sessions {
         let slot = self.slot(id)?;
         let max = self.sandbox.limits().workspace().max_bytes;
         let bytes = self.workspace_of(&slot)?.read(path, max)?;
-        self.touch(&slot);
+        self.touch(&slot, false);
         Ok(bytes)
     }
 
@@ -879,15 +1242,16 @@ impl Sessions {
             .core
             .try_lock()
             .map_err(|_| SessionError::Busy(redact(id)))?;
+        let lease = self.try_lease(id, &slot)?;
         self.workspace_of(&slot)?.delete(path)?;
-        self.touch(&slot);
+        self.touch(&slot, lease.is_some());
         Ok(())
     }
 
     pub fn list_files(&self, id: &str) -> Result<Vec<FileEntry>, SessionError> {
         let slot = self.slot(id)?;
         let files = self.workspace_of(&slot)?.list()?;
-        self.touch(&slot);
+        self.touch(&slot, false);
         Ok(files)
     }
 

@@ -78,6 +78,17 @@ def deployment_promises(tag: str, objects: list[dict]) -> None:
         check(f"{tag}: the tools Secret is mounted read-only", mounts.get("/etc/omcp-sandbox/tools", {}).get("readOnly") is True)
     else:
         check(f"{tag}: no tools config unless asked for", "OMCP_TOOLS_CONFIG" not in env)
+    # Shared sessions: every replica on one ReadWriteMany claim, rolling updates allowed;
+    # otherwise a ReadWriteOnce claim (if any) and a Recreate strategy.
+    claims = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    if env.get("OMCP_SHARED_SESSIONS") == "true":
+        check(f"{tag}: shared sessions live on a ReadWriteMany claim",
+              bool(claims) and claims[0]["spec"]["accessModes"] == ["ReadWriteMany"], str(claims)[:500])
+        check(f"{tag}: shared sessions allow rolling updates",
+              dep["spec"].get("strategy", {}).get("type") != "Recreate")
+    elif claims:
+        check(f"{tag}: a one-replica session claim is ReadWriteOnce", claims[0]["spec"]["accessModes"] == ["ReadWriteOnce"])
+        check(f"{tag}: a ReadWriteOnce claim recreates its pod", dep["spec"].get("strategy", {}).get("type") == "Recreate")
     netpol = [o for o in objects if o["kind"] == "NetworkPolicy"]
     if netpol:
         spec = netpol[0]["spec"]

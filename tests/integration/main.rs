@@ -16,6 +16,7 @@ mod mcp_protocol;
 mod metrics;
 mod notebook;
 mod openapi;
+mod replicas;
 mod scientific;
 mod sessions;
 mod snapshot;

@@ -1530,6 +1530,40 @@ async fn sessions_survive_a_restart_on_the_same_session_dir() {
     );
 }
 
+/// SIGKILL gives no chance to suspend. A session the killed server had resumed from disk
+/// (its file is older than what its client saw) and one it never suspended are refused as
+/// `session_lost` by the next server, every time, never rewound; one that stayed suspended
+/// the whole time resumes with its state.
+#[tokio::test]
+async fn sessions_a_killed_server_held_are_lost_not_rewound() {
+    let dir = TempDir::new("sigkill");
+    let mut first = Server::start_with(&["--session-dir", dir.str()]);
+    let (resumed, untouched) = (create(&first).await, create(&first).await);
+    assert_eq!(eval(&first, &resumed, "n = 1\nn").await, 1);
+    assert_eq!(eval(&first, &untouched, "m = 10\nm").await, 10);
+    terminate(&mut first).await;
+    drop(first);
+
+    let mut second = Server::start_with(&["--session-dir", dir.str()]);
+    // Resumed from its file, then moved on past it.
+    assert_eq!(eval(&second, &resumed, "n += 1\nn").await, 2);
+    let fresh = create(&second).await;
+    assert_eq!(eval(&second, &fresh, "k = 5\nk").await, 5);
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    drop(second);
+
+    let third = Server::start_with(&["--session-dir", dir.str()]);
+    for id in [&resumed, &fresh] {
+        for _ in 0..2 {
+            let (status, body) = turn_json(&third, id, json!({"code": "n"})).await;
+            assert_error(status, &body, 410, "session_lost");
+        }
+    }
+    assert_eq!(eval(&third, &untouched, "m + 1").await, 11);
+    third.assert_healthy().await;
+}
+
 #[tokio::test]
 async fn corrupt_suspended_state_is_refused_cleanly() {
     let dir = TempDir::new("corrupt");
