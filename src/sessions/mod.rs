@@ -1157,7 +1157,7 @@ impl Sessions {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {
                     ticks += 1;
-                    if self.options.shared && ticks % 30 == 0 {
+                    if self.options.shared && ticks.is_multiple_of(30) {
                         // Sessions another replica opened and nobody calls expire too:
                         // every replica looks, the lease makes one of them remove each.
                         self.adopt();

@@ -268,6 +268,31 @@ async fn runs_by_face(client: &reqwest::Client, replica: &Replica) -> BTreeMap<S
     faces
 }
 
+/// Wait until `replica` runs a session's turn (its `/metrics` gauge).
+async fn until_busy(client: &reqwest::Client, replica: &Replica) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = client
+            .get(format!("http://{}/metrics", replica.addr()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let busy = text
+            .lines()
+            .find_map(|l| l.strip_prefix("omcp_sessions{state=\"running\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if busy > 0.0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} never ran its turn", replica.name);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Wait until the balancer has every replica in rotation (each serves a `/livez`).
 async fn until_all_in_rotation(client: &reqwest::Client, front: &str, names: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -664,7 +689,7 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
     assert_eq!(answer.body["result"], n, "{}", answer.body);
 
     // 5. SIGKILL mid-turn. Three sessions each start a slow turn at once (round robin: one
-    // per replica); one replica is killed while they run. Its client gets the balancer's
+    // per replica); one replica is killed while it runs its turn. Its client gets the balancer's
     // typed `replica_failed`, and its session resumes elsewhere from its last checkpoint,
     // the turn before; the other two keep theirs.
     let mut ids = vec![];
@@ -694,7 +719,9 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed only once it is running its turn (not before it got one: the balancer would
+    // then send that turn elsewhere).
+    until_busy(&http, &replicas[1]).await;
     replicas[1].kill();
     let mut failed = 0;
     for (id, task) in ids.iter().zip(slow) {
