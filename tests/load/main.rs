@@ -487,6 +487,29 @@ async fn run_load(server: &Arc<Server>, secs: u64, server_timeout_ms: f64) -> Ta
     Arc::try_unwrap(tally).ok().unwrap().into_inner()
 }
 
+/// From the server's `/metrics`: runs counted (every face and outcome) and busy refusals.
+async fn counted(server: &Server) -> (f64, f64) {
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sum = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    (
+        sum("omcp_runs_total{"),
+        sum("omcp_refusals_total{reason=\"busy\"}"),
+    )
+}
+
 /// Wait until the server reports nothing running or queued (abandoned runs end at their
 /// own time limit at the latest).
 async fn settle(server: &Server) -> Value {
@@ -544,6 +567,7 @@ async fn mixed_hostile_load() {
     let file_before = proc_status(pid, "RssFile:");
     let fds_before = open_fds(pid);
     let threads_before = proc_status(pid, "Threads:");
+    let (runs_before, busy_before) = counted(&server).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let loris = slowloris(&server, 100, stop.clone());
@@ -557,6 +581,7 @@ async fn mixed_hostile_load() {
     let file_after = proc_status(pid, "RssFile:");
     let fds_after = open_fds(pid);
     let threads_after = proc_status(pid, "Threads:");
+    let (runs_after, busy_after) = counted(&server).await;
 
     let accepted: usize = tally.accepted.values().map(Vec::len).sum();
     eprintln!(
@@ -610,6 +635,29 @@ async fn mixed_hostile_load() {
             case.name
         );
     }
+    // The metrics agree with what was sent: every answered run is counted once, and every
+    // typed busy answer as a busy refusal. The callers that hung up got no answer: each of
+    // theirs was either run (and counted) or refused busy, so they bound the difference.
+    let (runs, busy) = (runs_after - runs_before, busy_after - busy_before);
+    let hung_up = tally.hung_up as f64;
+    eprintln!(
+        "metrics: {runs} runs and {busy} busy refusals counted; the clients saw {accepted} \
+         runs, {} busy answers and hung up {hung_up} times",
+        tally.busy
+    );
+    assert!(
+        runs >= accepted as f64 && runs <= accepted as f64 + hung_up,
+        "omcp_runs_total rose by {runs}; {accepted} runs answered, {hung_up} hung up"
+    );
+    assert!(
+        busy >= tally.busy as f64 && busy <= tally.busy as f64 + hung_up,
+        "busy refusals rose by {busy}; {} busy answers, {hung_up} hung up",
+        tally.busy
+    );
+    assert!(
+        runs + busy <= (accepted + tally.busy) as f64 + hung_up,
+        "each call hung up on is counted once at most"
+    );
     // Each pooled memory keeps up to 4 MiB of what a run wrote resident for the next run in
     // that slot (KEEP_RESIDENT), and there are 24 slots now (2 runtimes x 2 engines x 6): a
     // slot reached for the first time after the warm-up adds up to that much, bounded, so
