@@ -43,6 +43,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::api::{CreateSessionRequest, SessionInfo, SessionState};
 use crate::limits::LimitRequest;
@@ -498,6 +499,8 @@ impl Sessions {
             id: redact(id),
             why,
         };
+        let span = crate::telemetry::session_resume(&redact(id));
+        let _entered = span.enter();
         let started = std::time::Instant::now();
         let state = disk::read_state(&slot.dir, &key);
         let read = started.elapsed();
@@ -553,7 +556,10 @@ impl Sessions {
     ) -> Result<TurnAnswer, SessionError> {
         let this = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move { this.turn_now(&id, code, stdin, asked, files).await })
+        // The task is the request's too: its trace goes on inside it.
+        let span = crate::telemetry::session_turn(&redact(&id));
+        let turn = async move { this.turn_now(&id, code, stdin, asked, files).await };
+        tokio::spawn(turn.instrument(span))
             .await
             .map_err(|e| internal(format!("the turn's task failed: {e}")))?
     }
@@ -625,6 +631,7 @@ impl Sessions {
         }
         let before = workspace.fingerprint()?;
         let turn_number = meta.turns + 1;
+        tracing::Span::current().record("omcp.turn", turn_number);
         let result = self.sandbox.session_turn(session, &job).await;
         let (outcome, report) = match result {
             Ok(done) => done,
@@ -643,6 +650,7 @@ impl Sessions {
             .changes(&before, job.files_out_bytes)
             .unwrap_or_default();
         let changed = outcome.files.iter().map(|f| f.path.clone()).collect();
+        tracing::Span::current().record("omcp.rolled_back", report.rolled_back);
         {
             let mut meta = slot.meta();
             meta.turns = turn_number;
@@ -717,12 +725,17 @@ impl Sessions {
             Ok(runtime) => self.sandbox.session_key(runtime).to_string(),
             Err(_) => return false,
         };
+        let span = crate::telemetry::session_suspend(&redact(id));
         let started = std::time::Instant::now();
-        match disk::write_state(&slot.dir, &key, core).and_then(|bytes| {
-            disk::write_meta(&slot.dir, &meta)?;
-            Ok(bytes)
-        }) {
+        let written = span.in_scope(|| {
+            disk::write_state(&slot.dir, &key, core).and_then(|bytes| {
+                disk::write_meta(&slot.dir, &meta)?;
+                Ok(bytes)
+            })
+        });
+        match written {
             Ok(bytes) => {
+                span.record("omcp.bytes", bytes);
                 *guard = None;
                 slot.meta().suspended = true;
                 crate::metrics::session_suspended(started.elapsed());

@@ -19,4 +19,5 @@ mod openapi;
 mod scientific;
 mod sessions;
 mod snapshot;
+mod traces;
 mod values;
