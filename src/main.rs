@@ -40,8 +40,9 @@ fn main() -> ExitCode {
 }
 
 /// Logs (text or JSON lines on stderr, filtered by `OMCP_LOG`) and, when the environment
-/// asks for them, OpenTelemetry traces (see `telemetry`). The log layer never sees the
-/// trace spans: log lines stay as they are whether traces are on or off.
+/// asks for them, OpenTelemetry traces (see `telemetry`). The log filter turns the trace
+/// spans off: log lines stay as they are whether traces are on or off, and with traces off
+/// the subscriber is the plain one it always was, each trace span a disabled callsite.
 fn init_tracing(format: LogFormat, default_level: &str) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
@@ -54,23 +55,37 @@ fn init_tracing(format: LogFormat, default_level: &str) {
             .parse()
             .expect("a valid directive"),
     );
+    let ansi = std::io::stderr().is_terminal();
+    // Traces that cannot be set up (a bad endpoint URL) must not stop the server.
+    let traces = match telemetry::layer() {
+        Ok(traces) => traces,
+        Err(err) => {
+            eprintln!("warning: OpenTelemetry traces are off: {err:#}");
+            None
+        }
+    };
+    let Some(traces) = traces else {
+        let logs = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi);
+        match format {
+            LogFormat::Text => logs.init(),
+            LogFormat::Json => logs.json().init(),
+        }
+        return;
+    };
+    // Two layers, each with a filter of its own: the log filter must not hide the trace
+    // spans from the trace layer (nor `rmcp=warn` anything it needs).
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(ansi);
     let logs = match format {
         LogFormat::Text => logs.with_filter(filter).boxed(),
         LogFormat::Json => logs.json().with_filter(filter).boxed(),
-    };
-    // Traces that cannot be set up (a bad endpoint URL) must not stop the server.
-    let (traces, failed) = match telemetry::layer() {
-        Ok(layer) => (layer, None),
-        Err(err) => (None, Some(err)),
     };
     tracing_subscriber::registry()
         .with(traces)
         .with(logs)
         .init();
-    if let Some(err) = failed {
-        tracing::warn!("OpenTelemetry traces are off: {err:#}");
-    }
 }

@@ -103,6 +103,11 @@ fn resource() -> Resource {
     }
 }
 
+/// Whether traces are exported (the layer is installed).
+pub fn enabled() -> bool {
+    PROVIDER.get().is_some()
+}
+
 /// Export what is still buffered and stop the exporter: at the end of every command, so
 /// the spans of the last requests (a SIGTERM's drain included) are not lost.
 pub fn shutdown() {
@@ -152,6 +157,22 @@ pub fn adopt_parent(span: &Span, traceparent: Option<&str>, tracestate: Option<&
         return false;
     }
     span.set_parent(cx).is_ok()
+}
+
+/// The current span as a W3C `traceparent` (and `tracestate`, if any) for a call this
+/// server makes on a request's behalf; `None` outside a request's trace.
+pub fn outgoing() -> Option<(String, Option<String>)> {
+    if !in_request() {
+        return None;
+    }
+    let cx = Span::current().context();
+    let mut fields = std::collections::HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut fields));
+    let traceparent = fields.remove("traceparent")?;
+    Some((
+        traceparent,
+        fields.remove("tracestate").filter(|s| !s.is_empty()),
+    ))
 }
 
 /// The same, from HTTP headers.
@@ -317,26 +338,26 @@ pub fn encode() -> Span {
     )
 }
 
-/// A turn of a session (`session`: the redacted id the logs show).
-pub fn session_turn(session: &str) -> Span {
+/// A turn of session `id` (only its redacted prefix, as the logs show it).
+pub fn session_turn(id: &str) -> Span {
     if !in_request() {
         return Span::none();
     }
     tracing::info_span!(
         target: TARGET,
         "session turn",
-        omcp.session = session,
+        omcp.session = crate::sessions::redact(id),
         omcp.turn = tracing::field::Empty,
         omcp.rolled_back = tracing::field::Empty,
     )
 }
 
 /// A suspended session's state read back from disk.
-pub fn session_resume(session: &str) -> Span {
+pub fn session_resume(id: &str) -> Span {
     if !in_request() {
         return Span::none();
     }
-    tracing::info_span!(target: TARGET, "session resume", omcp.session = session)
+    tracing::info_span!(target: TARGET, "session resume", omcp.session = crate::sessions::redact(id))
 }
 
 /// Keeping a turn's memory: its written pages committed to the session.
@@ -353,11 +374,11 @@ pub fn session_checkpoint() -> Span {
 }
 
 /// A session written to disk (idle, over the memory budget, or at shutdown).
-pub fn session_suspend(session: &str) -> Span {
+pub fn session_suspend(id: &str) -> Span {
     tracing::info_span!(
         target: TARGET,
         "session suspend",
-        omcp.session = session,
+        omcp.session = crate::sessions::redact(id),
         omcp.bytes = tracing::field::Empty,
     )
 }

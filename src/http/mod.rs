@@ -378,7 +378,7 @@ pub fn app(state: AppState) -> Router {
             state.guard.clone(),
             guard::enforce,
         ));
-    Router::new()
+    let router = Router::new()
         .merge(guarded)
         .route("/healthz", get(health::healthz))
         .route("/livez", get(probes::livez))
@@ -387,8 +387,14 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(probes::count_requests))
-        .layer(axum::middleware::from_fn(probes::trace_requests))
+        .layer(axum::middleware::from_fn(probes::count_requests));
+    // Only with traces on: a layer costs every request a boxed future even when it does
+    // nothing.
+    let router = match crate::telemetry::enabled() {
+        true => router.layer(axum::middleware::from_fn(probes::trace_requests)),
+        false => router,
+    };
+    router
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyTimeoutLayer::new(state.options.body_timeout))
         .with_state(state)

@@ -499,7 +499,7 @@ impl Sessions {
             id: redact(id),
             why,
         };
-        let span = crate::telemetry::session_resume(&redact(id));
+        let span = crate::telemetry::session_resume(id);
         let _entered = span.enter();
         let started = std::time::Instant::now();
         let state = disk::read_state(&slot.dir, &key);
@@ -557,7 +557,7 @@ impl Sessions {
         let this = self.clone();
         let id = id.to_string();
         // The task is the request's too: its trace goes on inside it.
-        let span = crate::telemetry::session_turn(&redact(&id));
+        let span = crate::telemetry::session_turn(&id);
         let turn = async move { this.turn_now(&id, code, stdin, asked, files).await };
         tokio::spawn(turn.instrument(span))
             .await
@@ -725,7 +725,7 @@ impl Sessions {
             Ok(runtime) => self.sandbox.session_key(runtime).to_string(),
             Err(_) => return false,
         };
-        let span = crate::telemetry::session_suspend(&redact(id));
+        let span = crate::telemetry::session_suspend(id);
         let started = std::time::Instant::now();
         let written = span.in_scope(|| {
             disk::write_state(&slot.dir, &key, core).and_then(|bytes| {

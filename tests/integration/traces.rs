@@ -202,8 +202,9 @@ fn assert_nothing_leaks(spans: &[Got], secrets: &[&str]) {
     }
 }
 
-/// A tools config with the everything server over stdio (installed by tests/prepare.sh).
-fn everything_config() -> std::path::PathBuf {
+/// A tools config with the everything server over stdio (installed by tests/prepare.sh),
+/// what this server sends it copied to `heard`.
+fn everything_config(heard: &std::path::Path) -> std::path::PathBuf {
     let clients = repo().join(".cache/clients");
     let js =
         clients.join("upstream/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
@@ -211,7 +212,8 @@ fn everything_config() -> std::path::PathBuf {
     let node = clients.join("node22/node_modules/node/bin/node");
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("traces-tools-{}.json", std::process::id()));
-    let config = json!({"mcpServers": {"everything": {"command": node, "args": [js]}}});
+    let pipe = format!("tee -a {heard:?} | {node:?} {js:?}");
+    let config = json!({"mcpServers": {"everything": {"command": "bash", "args": ["-c", pipe]}}});
     std::fs::write(&path, config.to_string()).unwrap();
     path
 }
@@ -242,7 +244,10 @@ async fn post_run(server: &Server, body: Value, traceparent: Option<&str>) -> Va
 #[tokio::test]
 async fn traces_of_a_run_follow_the_callers_traceparent_and_hold_no_code_or_output() {
     let receiver = Receiver::start().await;
-    let config = everything_config();
+    let heard = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("traces-heard-{}", std::process::id()));
+    let _ = std::fs::remove_file(&heard);
+    let config = everything_config(&heard);
     let token = token_file();
     let server = start(
         &receiver,
@@ -303,6 +308,10 @@ async fn traces_of_a_run_follow_the_callers_traceparent_and_hold_no_code_or_outp
     assert_eq!(tool.attr("omcp.tool.server").as_deref(), Some("everything"));
     assert_eq!(tool.attr("omcp.tool.name").as_deref(), Some("echo"));
     assert_eq!(tool.attr("omcp.tool.outcome").as_deref(), Some("ok"));
+    // The upstream heard the tool call's span as its caller.
+    let heard = std::fs::read_to_string(&heard).unwrap();
+    let sent = format!("\"traceparent\":\"00-{trace}-{}-01\"", tool.span_id);
+    assert!(heard.contains(&sent), "{sent} not in {heard}");
     let encode = one(&spans, &trace, "encode", &root.span_id);
     let bytes: u64 = encode.attr("omcp.response.bytes").unwrap().parse().unwrap();
     assert!(bytes > 0);
