@@ -508,3 +508,43 @@ async fn traces_stay_off_when_the_sdk_is_disabled() {
     assert_eq!(*receiver.exports.lock().unwrap(), 0, "{trace}");
     assert!(receiver.spans.lock().unwrap().is_empty());
 }
+
+/// Spans still in the batch when SIGTERM comes are sent before the process ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_the_last_spans() {
+    let receiver = Receiver::start().await;
+    // A batch every minute: only the flush at exit can send this run's spans in time.
+    let mut server = start(&receiver, &[], &[("OTEL_BSP_SCHEDULE_DELAY", "60000")]);
+    let (trace, parent, header) = caller(7);
+    let response = server
+        .client
+        .post(server.url("/run"))
+        .header("traceparent", header)
+        .json(&json!({"code": "print(1)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        *receiver.exports.lock().unwrap(),
+        0,
+        "exported before the exit"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::block_in_place(|| server.child.wait()).unwrap();
+    assert!(exit.success(), "server exited with {exit:?}");
+    let spans = receiver
+        .wait_for("the run's trace after SIGTERM", |spans| {
+            spans
+                .iter()
+                .any(|s| s.trace_id == trace && s.name == "encode")
+        })
+        .await;
+    let root = one(&spans, &trace, "POST /run", &parent);
+    one(&spans, &trace, "guest run", &root.span_id);
+}
