@@ -5,10 +5,10 @@
 //!
 //! The spans are ordinary `tracing` spans under one target ([`TARGET`]); a
 //! `tracing-opentelemetry` layer turns them into OpenTelemetry spans, exported as OTLP over
-//! HTTP/protobuf by a batch processor. All of it is off unless the standard
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set: then no
-//! layer is installed, and since the log layer filters the target out, no subscriber wants
-//! these spans and each `info_span!` is a disabled callsite (a cached check, no allocation).
+//! HTTP/protobuf by a batch processor. Unless the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, none of it exists: the subscriber is the
+//! plain log one, whose filter turns the target off, so each `info_span!` is a disabled
+//! callsite (a cached check, no allocation), and the router has no trace layer.
 //!
 //! The rest of the standard variables are the SDK's: `OTEL_SERVICE_NAME` (default
 //! `omcp-sandbox`), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`,
