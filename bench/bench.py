@@ -214,13 +214,14 @@ class Server:
     """`omcp-sandbox serve --listen 127.0.0.1:0 --runtimes RUNTIMES`; the port is read from its log."""
 
     def __init__(self, binary: str, cache_dir: Path, flags: list[str], log_path: Path, pids: Path,
-                 runtimes: str = "stdlib") -> None:
+                 runtimes: str = "stdlib", env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self.logf = open(log_path, "wb")
         cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--cache-dir", str(cache_dir), "--runtimes", runtimes,
                *flags]
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.logf)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.logf,
+                                     env={**os.environ, **env} if env else None)
         CHILDREN.append(self.proc)
         with open(pids, "a") as f:
             f.write(f"{self.proc.pid}\n")

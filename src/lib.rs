@@ -10,6 +10,8 @@
 //! - [`http`]: `POST /run`, `/mcp` and `/healthz` on one axum router.
 //! - [`mcp`]: the `run_python` tool handler, apart from its transports.
 //! - [`metrics`]: Prometheus metrics, recorded where things happen, served at `/metrics`.
+//! - [`telemetry`]: OpenTelemetry traces of each request's path, exported over OTLP when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set (off otherwise).
 //! - [`cli`] and [`commands`]: argument parsing and one module per command.
 //! - [`workspace`]: the writable `/workspace` directory of a run or session, reached only
 //!   through a capability (client paths checked, guest symlinks never followed).
@@ -42,5 +44,7 @@ pub mod metrics;
 pub mod sandbox;
 #[cfg(feature = "runtime")]
 pub mod sessions;
+#[cfg(feature = "runtime")]
+pub mod telemetry;
 #[cfg(feature = "runtime")]
 pub mod tools;

@@ -155,13 +155,19 @@ fn describe() {
     );
 }
 
-/// A run (or a session's turn) finished with `outcome`.
-pub fn run_finished(face: Face, outcome: &Outcome) {
-    let result = match (outcome.stopped, &outcome.error) {
+/// How a run ended, as `omcp_runs_total` and traces name it: ok, error (a Python
+/// exception), or the stop (timeout, fuel, memory, output, trap, exit).
+pub fn outcome_label(outcome: &Outcome) -> &'static str {
+    match (outcome.stopped, &outcome.error) {
         (Some(stop), _) => stop.as_str(),
         (None, Some(_)) => "error",
         (None, None) => "ok",
-    };
+    }
+}
+
+/// A run (or a session's turn) finished with `outcome`.
+pub fn run_finished(face: Face, outcome: &Outcome) {
+    let result = outcome_label(outcome);
     counter!(
         "omcp_runs_total",
         "runtime" => outcome.runtime.clone(),

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use tracing::Instrument;
 
 use super::{EXIT_LIMIT, EXIT_TRAP};
 use crate::api::RunResponse;
@@ -31,7 +32,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.runtime.as_deref(),
         args.seed,
     )?;
-    let outcome = runtime.block_on(sandbox.run(&job))?;
+    let outcome = runtime.block_on(sandbox.run(&job).instrument(crate::telemetry::cli_run()))?;
     crate::metrics::run_finished(crate::metrics::Face::Cli, &outcome);
     let status = exit_status(&outcome);
     if args.json {

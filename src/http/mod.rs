@@ -384,7 +384,7 @@ pub fn app(state: AppState) -> Router {
             state.guard.clone(),
             guard::enforce,
         ));
-    Router::new()
+    let router = Router::new()
         .merge(guarded)
         .route("/healthz", get(health::healthz))
         .route("/livez", get(probes::livez))
@@ -393,7 +393,14 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(probes::count_requests))
+        .layer(axum::middleware::from_fn(probes::count_requests));
+    // Only with traces on: a layer costs every request a boxed future even when it does
+    // nothing.
+    let router = match crate::telemetry::enabled() {
+        true => router.layer(axum::middleware::from_fn(probes::trace_requests)),
+        false => router,
+    };
+    router
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyTimeoutLayer::new(state.options.body_timeout))
         .with_state(state)
@@ -402,7 +409,7 @@ pub fn app(state: AppState) -> Router {
 async fn run(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<axum::Json<RunResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let body = body.map_err(ApiError::from_body)?;
     let request: RunRequest = sessions::object(&body)?;
     let limits = request.limits();
@@ -416,7 +423,20 @@ async fn run(
     let job = state.sandbox.with_files(job, request.files)?;
     let outcome = state.sandbox.run(&job).await?;
     crate::metrics::run_finished(crate::metrics::Face::Http, &outcome);
-    Ok(axum::Json(RunResponse::from(outcome)))
+    Ok(encode(RunResponse::from(outcome)))
+}
+
+/// A run's answer as JSON, serialized here (not after the handler returns) so that its
+/// trace has the encoding as a step of its own.
+fn encode(answer: impl Serialize) -> Response {
+    use axum::body::HttpBody;
+    let span = crate::telemetry::encode();
+    let _entered = span.enter();
+    let response = axum::Json(answer).into_response();
+    if let Some(bytes) = response.body().size_hint().exact() {
+        span.record("omcp.response.bytes", bytes);
+    }
+    response
 }
 
 async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::Value> {

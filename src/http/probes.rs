@@ -2,8 +2,8 @@
 //! (it should be sent work: not while draining after SIGTERM, nor while every slot and queue
 //! place is taken) and `GET /metrics` (Prometheus text). The server listens only once its
 //! runtimes are loaded and self-tested, so there is no "still loading" answer to give: until
-//! then the connection is refused, which a probe reads as not ready. Also the layer that
-//! counts HTTP requests by route and status.
+//! then the connection is refused, which a probe reads as not ready. Also the layers that
+//! count HTTP requests by route and status and start each request's trace.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
@@ -11,10 +11,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::AppState;
 use crate::api::SessionState;
 use crate::metrics::{self, Now};
+use crate::telemetry;
 
 /// `GET /livez` and `GET /readyz`.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -87,6 +89,30 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         metrics::render(handle, now),
     )
         .into_response()
+}
+
+/// The root span of every HTTP request's trace (see `telemetry`), child of the caller's
+/// `traceparent` header if it has a valid one. Not for probes and `/metrics` (polled every
+/// few seconds, they would bury the requests), nor for `/mcp`, whose tool calls are traces
+/// of their own (`mcp::SandboxTools::call_tool`) and take this header as a fallback parent.
+pub async fn trace_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    if matches!(route, Some("/livez" | "/readyz" | "/healthz" | "/metrics"))
+        || request.uri().path().starts_with("/mcp")
+    {
+        return next.run(request).await;
+    }
+    let span = telemetry::http_request(request.method().as_str(), route);
+    if span.is_disabled() {
+        return next.run(request).await;
+    }
+    telemetry::adopt_parent_from_headers(&span, request.headers());
+    let response = next.run(request).instrument(span.clone()).await;
+    telemetry::http_status(&span, response.status().as_u16());
+    response
 }
 
 /// Count every answer by its route's template (not the path asked for: ids would make a

@@ -112,7 +112,7 @@ async fn run(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<axum::Json<SessionRunResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = path_of(id)?;
     let body = body.map_err(ApiError::from_body)?;
     let request: RunRequest = object(&body)?;
@@ -136,7 +136,7 @@ async fn run(
         .turn(&id, request.code, request.stdin, limits, request.files)
         .await?;
     crate::metrics::run_finished(crate::metrics::Face::Http, &answer.outcome);
-    Ok(axum::Json(SessionRunResponse {
+    Ok(super::encode(SessionRunResponse {
         run: RunResponse::from(answer.outcome),
         session_id: answer.session_id,
         turn: answer.turn,

@@ -19,15 +19,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolResult, ContentBlock, ErrorCode, Implementation, JsonObject,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject,
-    ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
+    Implementation, JsonObject, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ReadResourceResponse, RequestMetaObject, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::api::{RunPythonArgs, RunResponse, SessionRunResponse};
 use crate::outcome::{Display, Piece};
@@ -274,7 +276,7 @@ impl SandboxTools {
         match outcome {
             Ok(outcome) => {
                 crate::metrics::run_finished(crate::metrics::Face::Mcp, &outcome);
-                Ok(stateless_result(outcome))
+                Ok(crate::telemetry::encode().in_scope(|| stateless_result(outcome)))
             }
             Err(err) => run_failure(err),
         }
@@ -325,6 +327,39 @@ async fn watch<F: Future>(
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for SandboxTools {
+    /// Every tool call is the root of a trace (see `telemetry`): its parent is the caller's
+    /// `_meta.traceparent`, else (streamable HTTP) the POST's `traceparent` header.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let known = self.tool_router.has_route(&request.name);
+        let span = crate::telemetry::mcp_tool_call(known.then_some(&*request.name));
+        if !span.is_disabled()
+            && !crate::telemetry::adopt_parent(
+                &span,
+                context.meta.get_traceparent(),
+                context.meta.get_tracestate(),
+            )
+            && let Some(parts) = context.extensions.get::<axum::http::request::Parts>()
+        {
+            crate::telemetry::adopt_parent_from_headers(&span, &parts.headers);
+        }
+        let call = ToolCallContext::new(self, request, context);
+        let result = self.tool_router.call(call).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(CallToolResponse::Complete(result)) if result.is_error == Some(true) => "tool_error",
+            Ok(_) => "ok",
+            Err(_) => {
+                span.record("otel.status_code", "error");
+                "protocol_error"
+            }
+        };
+        span.record("omcp.outcome", outcome);
+        result
+    }
+
     fn get_info(&self) -> ServerConfig {
         let limits = self.sandbox.limits();
         let sessions = self.sessions.options();

@@ -19,6 +19,7 @@ use rmcp::{Peer, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{SandboxTools, assemble, decode, failure, refusal, render, watch};
 use crate::api::{
@@ -294,11 +295,15 @@ impl SandboxTools {
             .as_secs_f64();
         let sessions = self.sessions.clone();
         let turn_id = id.clone();
-        let turn = tokio::spawn(async move {
-            sessions
-                .turn(&turn_id, args.code, args.stdin, asked, args.files)
-                .await
-        });
+        // The task goes on with this call's trace.
+        let turn = tokio::spawn(
+            async move {
+                sessions
+                    .turn(&turn_id, args.code, args.stdin, asked, args.files)
+                    .await
+            }
+            .instrument(tracing::Span::current()),
+        );
         let answer = watch(
             turn,
             total_secs,
@@ -314,7 +319,7 @@ impl SandboxTools {
             ErrorData::internal_error(format!("the session's call failed: {err}"), None)
         })?;
         match answer {
-            Ok(answer) => Ok(self.turn_result(answer)),
+            Ok(answer) => Ok(crate::telemetry::encode().in_scope(|| self.turn_result(answer))),
             Err(err) => session_failure(err),
         }
     }

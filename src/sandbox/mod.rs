@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 use wasmtime::{InstancePre, Linker};
 
 pub use crate::outcome::{Image, Outcome, Stop};
@@ -374,13 +375,18 @@ impl Sandbox {
 
     /// A slot now, or a place in the bounded queue, or a fast "busy".
     async fn admit(&self, patience: Duration) -> Result<OwnedSemaphorePermit, RunError> {
+        let span = crate::telemetry::admit();
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             crate::metrics::queue_wait(Duration::ZERO);
+            span.record("omcp.admission", "immediate");
             return Ok(permit);
         }
-        let busy = || RunError::Busy {
-            running: self.running(),
-            queued: self.queued(),
+        let busy = || {
+            span.record("omcp.admission", "busy");
+            RunError::Busy {
+                running: self.running(),
+                queued: self.queued(),
+            }
         };
         let spot = QueueSpot::take(&self.queued);
         if spot.position >= self.limits.max_queue {
@@ -390,11 +396,14 @@ impl Sandbox {
         // Waiting longer than the run itself may take would double the caller's latency
         // budget; after that the caller is better served by a retry.
         let started = std::time::Instant::now();
-        let waited = tokio::time::timeout(patience, self.slots.clone().acquire_owned()).await;
+        let waited = tokio::time::timeout(patience, self.slots.clone().acquire_owned())
+            .instrument(span.clone())
+            .await;
         drop(spot);
         match waited {
             Ok(Ok(permit)) => {
                 crate::metrics::queue_wait(started.elapsed());
+                span.record("omcp.admission", "queued");
                 Ok(permit)
             }
             _ => Err(busy()),

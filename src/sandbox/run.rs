@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tracing::Instrument;
 use wasmtime::error::Context;
 use wasmtime::{Instance, InstancePre, ResourceLimiter, Result, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -60,6 +61,8 @@ pub const TMP: &str = "/tmp";
 /// directories. Built once per runtime; a run adds only its own writable directories.
 #[derive(Debug, Clone)]
 pub struct Hosting {
+    /// The runtime's name (for logs and traces).
+    pub runtime: &'static str,
     pub entry: runtime::Entry,
     pub argv: Vec<String>,
     pub env: Vec<(&'static str, &'static str)>,
@@ -135,6 +138,7 @@ impl Hosting {
             }
         };
         Hosting {
+            runtime: runtime.name,
             entry: runtime.entry,
             argv,
             env: runtime.env.clone(),
@@ -471,6 +475,15 @@ pub async fn run(
     let seeded = job.seed.map(Seeded::new);
     let capture = Capture::new(cell.marker, limits.max_output_bytes, cell.envelope_cap);
 
+    // The instance's making: its directories and files, its store, the instance itself.
+    let instantiating = crate::telemetry::instantiate(
+        hosting.runtime,
+        match entry {
+            Entry::Snapshot(_) => "snapshot",
+            Entry::Cold => "cold",
+        },
+    );
+    let entered = instantiating.enter();
     let scratch = match &hosting.scratch {
         Some(root) => Some(hosting.pool.take(root)?),
         None => None,
@@ -507,24 +520,36 @@ pub async fn run(
         .data_mut()
         .quota
         .limit_entries(job.workspace.max_files.saturating_sub(job.files.len()));
+    drop(entered);
 
     // The outer timeout also covers a guest blocked in a host call (`time.sleep`), which
     // neither fuel nor epochs interrupt. Dropping the future cancels the guest.
+    let guest = crate::telemetry::guest_run(hosting.runtime);
     let execution = tokio::time::timeout(limits.timeout, async {
-        let instance = pre.instantiate_async(&mut store).await?;
+        let instance = pre
+            .instantiate_async(&mut store)
+            .instrument(instantiating)
+            .await?;
         tracing::debug!(instantiated_us = started.elapsed().as_micros() as u64);
-        match (entry, hosting.entry) {
-            (Entry::Cold, runtime::Entry::Command) => {
-                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                start.call_async(&mut store, ()).await
+        let call = async {
+            match (entry, hosting.entry) {
+                (Entry::Cold, runtime::Entry::Command) => {
+                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    start.call_async(&mut store, ()).await
+                }
+                (Entry::Cold, runtime::Entry::Reactor) => {
+                    let driver = Hosting::reactor_driver("run", "");
+                    reactor_turn(&mut store, &instance, true, &driver).await?;
+                    wasmtime::bail!("the driver returned instead of exiting")
+                }
+                (Entry::Snapshot(point), _) => {
+                    point.call(&mut store, &instance, seeded.as_ref()).await
+                }
             }
-            (Entry::Cold, runtime::Entry::Reactor) => {
-                let driver = Hosting::reactor_driver("run", "");
-                reactor_turn(&mut store, &instance, true, &driver).await?;
-                wasmtime::bail!("the driver returned instead of exiting")
-            }
-            (Entry::Snapshot(point), _) => point.call(&mut store, &instance, seeded.as_ref()).await,
-        }
+        };
+        // Tool calls the guest makes are entered from inside this call: their spans are
+        // children of this one.
+        call.instrument(guest.clone()).await
     })
     .await;
 
@@ -564,6 +589,7 @@ pub async fn run(
     outcome.fuel_used = fuel_used;
     outcome.files = files;
     outcome.tool_calls = tool_calls;
+    crate::telemetry::run_ended(&guest, &outcome);
     Ok(outcome)
 }
 

@@ -19,6 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
+use tracing::Instrument;
 use wasmtime::{Instance, Store};
 
 use super::overlay::{Committed, Overlay};
@@ -324,7 +325,11 @@ async fn turn(
         } else {
             &flavors.plain
         };
-        core.live = Some(instantiate(flavor, flavors, hosting, server, core, metered).await?);
+        core.live = Some(
+            instantiate(flavor, flavors, hosting, server, core, metered)
+                .instrument(crate::telemetry::instantiate(hosting.runtime, "session"))
+                .await?,
+        );
         report.resumed = Some(started.elapsed());
     }
     // What the session's directories hold now counts against the workspace's bounds: the
@@ -354,11 +359,13 @@ async fn turn(
     let first = kind == CellKind::First;
     let prepared = started.elapsed();
     core.in_turn = true;
+    let guest = crate::telemetry::guest_run(hosting.runtime);
     let execution = tokio::time::timeout(
         limits.timeout,
         flavors
             .point
-            .call_session(&mut live.store, &live.instance, first, seeded.as_ref()),
+            .call_session(&mut live.store, &live.instance, first, seeded.as_ref())
+            .instrument(guest.clone()),
     )
     .await;
 
@@ -378,6 +385,8 @@ async fn turn(
     let reported = core.capture.lock().envelope.is_some();
     let normal = matches!(ended, Ended::Exited(0)) && reported;
     let mut outcome = conclude(&core.capture, ended, memory_refused, &limits);
+    crate::telemetry::run_ended(&guest, &outcome);
+    drop(guest);
     // A turn is kept when the driver reported normally, whatever the cell did (a Python
     // exception, `sys.exit()`), except when memory ran out: then the interpreter may have
     // been left half way through an allocation, so it goes back too.
@@ -387,10 +396,16 @@ async fn turn(
             .get_memory(&mut live.store, "memory")
             .ok_or_else(|| wasmtime::format_err!("the snapshot exports no memory"))?;
         let (base, size) = (memory.data_ptr(&live.store), memory.data_size(&live.store));
+        let checkpoint = crate::telemetry::session_checkpoint();
+        let _entered = checkpoint.enter();
         // SAFETY: the whole accessible memory of this session's live instance, whose
         // committed pages come from this overlay; no wasm runs until the next turn.
         match unsafe { core.overlay.commit(base, size) } {
-            Ok(committed) => report.committed = committed,
+            Ok(committed) => {
+                checkpoint.record("omcp.pages", committed.pages);
+                checkpoint.record("omcp.evicted_pages", committed.evicted);
+                report.committed = committed;
+            }
             Err(err) => {
                 core.live = None;
                 core.overlay.forget_hot();

@@ -44,6 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::api::{CreateSessionRequest, SessionInfo, SessionState};
 use crate::limits::LimitRequest;
@@ -559,7 +560,8 @@ impl Sessions {
         core: &mut Option<SessionCore>,
     ) -> Result<Lease, SessionError> {
         let not_found = || SessionError::NotFound(redact(id));
-        let lease = match Lease::take(&slot.dir, LEASE_WAIT).await {
+        let span = crate::telemetry::session_lease();
+        let lease = match Lease::take(&slot.dir, LEASE_WAIT).instrument(span).await {
             Ok(Some(lease)) => lease,
             Ok(None) => return Err(SessionError::Busy(redact(id))),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -600,6 +602,8 @@ impl Sessions {
         kept: bool,
     ) -> Result<(), SessionError> {
         let started = std::time::Instant::now();
+        let span = crate::telemetry::session_save();
+        let _entered = span.enter();
         let mut meta = slot.meta().clone();
         let written = match core.as_ref() {
             Some(live) if kept => {
@@ -614,6 +618,7 @@ impl Sessions {
         };
         match written {
             Ok(bytes) => {
+                span.record("omcp.bytes", bytes);
                 let mut current = slot.meta();
                 current.checkpoint = meta.checkpoint;
                 current.loaded = meta.checkpoint;
@@ -779,6 +784,8 @@ impl Sessions {
                     .to_string(),
             ));
         }
+        let span = crate::telemetry::session_resume(id);
+        let _entered = span.enter();
         let started = std::time::Instant::now();
         let state = disk::read_state(&slot.dir, &key);
         let read = started.elapsed();
@@ -847,7 +854,10 @@ impl Sessions {
     ) -> Result<TurnAnswer, SessionError> {
         let this = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move { this.turn_now(&id, code, stdin, asked, files).await })
+        // The task is the request's too: its trace goes on inside it.
+        let span = crate::telemetry::session_turn(&id);
+        let turn = async move { this.turn_now(&id, code, stdin, asked, files).await };
+        tokio::spawn(turn.instrument(span))
             .await
             .map_err(|e| internal(format!("the turn's task failed: {e}")))?
     }
@@ -932,6 +942,7 @@ impl Sessions {
         }
         let before = workspace.fingerprint()?;
         let turn_number = meta.turns + 1;
+        tracing::Span::current().record("omcp.turn", turn_number);
         let result = self.sandbox.session_turn(session, &job).await;
         let (outcome, report) = match result {
             Ok(done) => done,
@@ -950,6 +961,7 @@ impl Sessions {
             .changes(&before, job.files_out_bytes)
             .unwrap_or_default();
         let changed = outcome.files.iter().map(|f| f.path.clone()).collect();
+        tracing::Span::current().record("omcp.rolled_back", report.rolled_back);
         let first_kept = {
             let mut meta = slot.meta();
             meta.turns = turn_number;
@@ -1057,12 +1069,17 @@ impl Sessions {
         let Ok(key) = self.state_key(&meta, meta.checkpoint) else {
             return false;
         };
+        let span = crate::telemetry::session_suspend(id);
         let started = std::time::Instant::now();
-        match disk::write_state(&slot.dir, &key, core).and_then(|bytes| {
-            disk::write_meta(&slot.dir, &meta)?;
-            Ok(bytes)
-        }) {
+        let written = span.in_scope(|| {
+            disk::write_state(&slot.dir, &key, core).and_then(|bytes| {
+                disk::write_meta(&slot.dir, &meta)?;
+                Ok(bytes)
+            })
+        });
+        match written {
             Ok(bytes) => {
+                span.record("omcp.bytes", bytes);
                 *guard = None;
                 {
                     let mut current = slot.meta();

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::{Failure, FailureKind, Toolbox};
 use crate::limits::ToolBounds;
@@ -107,6 +108,7 @@ impl Door {
     }
 
     async fn call(&mut self, request: &Request) -> Result<Value, Failure> {
+        let span = crate::telemetry::tool_call();
         let started = Instant::now();
         let args = request.args.clone().unwrap_or_else(|| json!({}));
         let mut record = ToolCall {
@@ -136,6 +138,7 @@ impl Door {
                     args,
                     self.bounds.call_timeout,
                 )
+                .instrument(span.clone())
                 .await
                 .and_then(|value| self.fit(value, &mut record))
         };
@@ -164,6 +167,7 @@ impl Door {
             "tool call"
         );
         crate::metrics::tool_call(&record);
+        crate::telemetry::tool_call_done(&span, &record);
         self.calls.push(record);
         result
     }

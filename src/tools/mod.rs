@@ -282,7 +282,17 @@ impl Toolbox {
         };
         check_arguments(entry, &arguments)?;
 
-        let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        // With traces on, the upstream hears this call's span as its caller (`_meta`, as
+        // MCP's SEP-414 puts it), so its own trace joins the request's.
+        if let Some((traceparent, tracestate)) = crate::telemetry::outgoing() {
+            let mut meta = rmcp::model::RequestMetaObject::new();
+            meta.set_traceparent(traceparent);
+            if let Some(tracestate) = tracestate {
+                meta.set_tracestate(tracestate);
+            }
+            params.meta = Some(meta);
+        }
         let result = match tokio::time::timeout(timeout, peer.call_tool(params)).await {
             Err(_) => {
                 return Err(Failure::new(

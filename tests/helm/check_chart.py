@@ -10,7 +10,8 @@ For the default values and every file in deploy/helm/examples/:
      is checked for shape here instead);
   4. the promises the chart makes, read from the rendered Deployment: non-root, read-only
      root filesystem, every capability dropped, seccomp RuntimeDefault, no service-account
-     token, resources set, probes on /livez and /readyz, no host path.
+     token, resources set, probes on /livez and /readyz, no host path; OTEL_* variables only
+     as the `otel` values set them.
 
 Usage: check_chart.py OUT_DIR     (rendered manifests are written there)
 Prints one line per check and exits 0 only if all passed.
@@ -39,7 +40,7 @@ def check(name: str, ok: bool, detail: str = "") -> None:
         failures.append(name)
 
 
-def deployment_promises(tag: str, objects: list[dict]) -> None:
+def deployment_promises(tag: str, objects: list[dict], values: dict) -> None:
     kinds = {o["kind"] for o in objects}
     for kind in ("Deployment", "Service"):
         check(f"{tag}: renders a {kind}", kind in kinds, str(sorted(kinds)))
@@ -89,6 +90,13 @@ def deployment_promises(tag: str, objects: list[dict]) -> None:
     elif claims:
         check(f"{tag}: a one-replica session claim is ReadWriteOnce", claims[0]["spec"]["accessModes"] == ["ReadWriteOnce"])
         check(f"{tag}: a ReadWriteOnce claim recreates its pod", dep["spec"].get("strategy", {}).get("type") == "Recreate")
+    # Traces: the OTLP endpoint and service name come from `otel`, and no OTEL_* variable at
+    # all unless it is set (the server then exports nothing).
+    otel = values.get("otel", {})
+    expected = {name: value for name, value in (("OTEL_EXPORTER_OTLP_ENDPOINT", otel.get("endpoint")),
+                                                ("OTEL_SERVICE_NAME", otel.get("serviceName"))) if value}
+    got = {name: value for name, value in env.items() if name.startswith("OTEL_")}
+    check(f"{tag}: OTEL_* variables only as `otel` sets them", got == expected, f"{got} != {expected}")
     netpol = [o for o in objects if o["kind"] == "NetworkPolicy"]
     if netpol:
         spec = netpol[0]["spec"]
@@ -133,7 +141,7 @@ def main() -> int:
         for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
             ok = monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["spec"]["endpoints"][0]["port"] == "metrics"
             check(f"{tag}: ServiceMonitor scrapes the metrics port", ok)
-        deployment_promises(tag, objects)
+        deployment_promises(tag, objects, values)
     print(f"chart: {len(failures)} failed")
     return 1 if failures else 0
 

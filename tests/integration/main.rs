@@ -20,4 +20,5 @@ mod replicas;
 mod scientific;
 mod sessions;
 mod snapshot;
+mod traces;
 mod values;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Server, command};
 
-const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wire-test","version":"1"}}}"#;
+pub(crate) const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wire-test","version":"1"}}}"#;
 
 /// A `omcp-sandbox mcp` child spoken to line by line.
 struct Stdio_ {
@@ -181,7 +181,7 @@ impl Stdio_ {
 
 /// POST one JSON-RPC message to /mcp; returns status, session id and the JSON answer
 /// (from a JSON body or the first SSE `data:` line).
-async fn post_mcp(
+pub(crate) async fn post_mcp(
     server: &Server,
     body: &str,
     session: Option<&str>,

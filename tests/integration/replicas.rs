@@ -288,7 +288,11 @@ async fn until_busy(client: &reqwest::Client, replica: &Replica) {
         if busy > 0.0 {
             return;
         }
-        assert!(Instant::now() < deadline, "{} never ran its turn", replica.name);
+        assert!(
+            Instant::now() < deadline,
+            "{} never ran its turn",
+            replica.name
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
