@@ -130,6 +130,19 @@ def timed(fn: Callable[[], Any], warmup: int, n: int) -> list[float]:
     return out
 
 
+def write_section(out: Path, name: str, results: dict[str, Any], mark: str, text: str) -> None:
+    """Write `out/NAME.json`, and `text` (which starts with `mark`) as the last section of
+    out/summary.md, replacing the one an earlier run of the same bench put there (and what
+    followed it)."""
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2))
+    summary = out / "summary.md"
+    old = summary.read_text() if summary.exists() else ""
+    if mark in old:
+        old = old[: old.index(mark)]
+    summary.write_text(old.rstrip() + "\n\n" + text if old else text)
+    print(text)
+
+
 def loadavg() -> list[float]:
     try:
         return [round(x, 2) for x in os.getloadavg()]

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import Server, fmt, loadavg, log, section_runner, stats
+from bench import Server, fmt, loadavg, log, section_runner, stats, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ROOT / ".cache/clients"
@@ -173,14 +173,7 @@ def main() -> int:
             run_section(f"loop100_{runtime}", lambda r=runtime: loop100(server, r, repeats))
     finally:
         server.stop()
-    (args.out / "code_mode.json").write_text(json.dumps(results, indent=2))
-    text = report(results)
-    summary = args.out / "summary.md"
-    old = summary.read_text() if summary.exists() else ""
-    if MARK in old:
-        old = old[: old.index(MARK)]
-    summary.write_text(old.rstrip() + "\n\n" + text if old else text)
-    print(text)
+    write_section(args.out, "code_mode", results, MARK, report(results))
     return 1 if results["errors"] else 0
 
 

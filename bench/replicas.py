@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import CHILDREN, Server, fmt, loadavg, section_runner, stats
+from bench import CHILDREN, Server, fmt, loadavg, section_runner, stats, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "## Replicas"
@@ -186,14 +186,7 @@ def main() -> int:
     run_section = section_runner(results)
     run_section("turns", lambda: section_turns(args, n))
     run_section("haproxy", lambda: section_haproxy(args, n))
-    (args.out / "replicas.json").write_text(json.dumps(results, indent=2))
-    text = report(results)
-    summary = args.out / "summary.md"
-    old = summary.read_text() if summary.exists() else ""
-    if MARK in old:
-        old = old[: old.index(MARK)]
-    summary.write_text(old.rstrip() + "\n\n" + text if old else text)
-    print(text)
+    write_section(args.out, "replicas", results, MARK, report(results))
     return 1 if results["errors"] else 0
 
 

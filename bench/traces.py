@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import Server, fmt, loadavg, log, post_run, stats
+from bench import Server, fmt, loadavg, log, post_run, stats, write_section
 
 MARK = "## Traces"
 CODE = "print(1)"
@@ -126,14 +126,7 @@ def main() -> int:
     if receiver.exports == 0:
         log("the `on` server exported nothing: the figures would compare off with off")
         return 1
-    (args.out / "traces.json").write_text(json.dumps(results, indent=2))
-    text = report(results)
-    summary = args.out / "summary.md"
-    old = summary.read_text() if summary.exists() else ""
-    if MARK in old:
-        old = old[: old.index(MARK)]
-    summary.write_text(old.rstrip() + "\n\n" + text if old else text)
-    print(text)
+    write_section(args.out, "traces", results, MARK, report(results))
     return 0
 
 

@@ -245,16 +245,21 @@ async fn mcp_call(
     .await
 }
 
-/// `omcp_runs_total` samples of one replica's `/metrics`, summed by `face`.
-async fn runs_by_face(client: &reqwest::Client, replica: &Replica) -> BTreeMap<String, f64> {
-    let text = client
+/// One replica's `/metrics`, straight from it (not through the balancer).
+async fn metrics(client: &reqwest::Client, replica: &Replica) -> String {
+    client
         .get(format!("http://{}/metrics", replica.addr()))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `omcp_runs_total` samples of one replica's `/metrics`, summed by `face`.
+async fn runs_by_face(client: &reqwest::Client, replica: &Replica) -> BTreeMap<String, f64> {
+    let text = metrics(client, replica).await;
     let mut faces = BTreeMap::new();
     for line in text.lines().filter(|l| l.starts_with("omcp_runs_total{")) {
         let (series, value) = line.rsplit_once(' ').unwrap();
@@ -272,15 +277,8 @@ async fn runs_by_face(client: &reqwest::Client, replica: &Replica) -> BTreeMap<S
 async fn until_busy(client: &reqwest::Client, replica: &Replica) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let text = client
-            .get(format!("http://{}/metrics", replica.addr()))
-            .send()
+        let busy = metrics(client, replica)
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let busy = text
             .lines()
             .find_map(|l| l.strip_prefix("omcp_sessions{state=\"running\"} "))
             .and_then(|v| v.trim().parse::<f64>().ok())
