@@ -354,8 +354,13 @@ impl Sessions {
                 return None;
             }
         };
-        if let Some(known) = self.table().get(&meta.id) {
-            return Some(known.clone());
+        let known = self.table().get(&meta.id).cloned();
+        if let Some(known) = known {
+            if self.options.shared {
+                // What the file says is newer than this replica's view.
+                sync_meta(&known, meta);
+            }
+            return Some(known);
         }
         meta.suspended = true;
         let id = meta.id.clone();

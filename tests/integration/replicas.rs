@@ -604,6 +604,21 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
         landed.insert(answer.replica.unwrap());
     }
     assert!(landed.len() >= 2, "MCP turns landed on {landed:?}");
+    // Every replica lists both, with the turns the others ran.
+    for _ in 0..3 {
+        let listed = send(http.get(format!("{front}/sessions"))).await;
+        let sessions = listed.body["sessions"].as_array().cloned().unwrap_or_default();
+        for (id, turns) in [(&over_http, 20), (&over_mcp, 20)] {
+            let found = sessions.iter().find(|s| s["session_id"] == id.as_str());
+            assert_eq!(
+                found.map(|s| s["turns"].clone()),
+                Some(json!(turns)),
+                "{:?} lists {}",
+                listed.replica,
+                listed.body
+            );
+        }
+    }
 
     // 4. A rolling restart under steady traffic: stateless runs and a session's turns keep
     // going; every answer is its result or a typed refusal, and no acknowledged turn is lost.
