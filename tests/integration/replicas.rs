@@ -607,7 +607,10 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
     // Every replica lists both, with the turns the others ran.
     for _ in 0..3 {
         let listed = send(http.get(format!("{front}/sessions"))).await;
-        let sessions = listed.body["sessions"].as_array().cloned().unwrap_or_default();
+        let sessions = listed.body["sessions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for (id, turns) in [(&over_http, 20), (&over_mcp, 20)] {
             let found = sessions.iter().find(|s| s["session_id"] == id.as_str());
             assert_eq!(
