@@ -199,6 +199,16 @@ async fn mcp(client: &reqwest::Client, url: &str, session: Option<&str>, body: V
     send(request).await
 }
 
+/// A turn of sandbox session `id`, through the balancer at `front`.
+async fn turn(client: &reqwest::Client, front: &str, id: &str, code: &str) -> Answer {
+    post(
+        client,
+        &format!("{front}/sessions/{id}/run"),
+        json!({"code": code}),
+    )
+    .await
+}
+
 /// `initialize` + `notifications/initialized`: the MCP session id and the replica that
 /// answered. `strict`: the notification must be accepted (it is not, through a balancer
 /// that sends it to another replica).
@@ -559,10 +569,11 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
     let over_http = created.body["session_id"].as_str().unwrap().to_string();
     let mut landed = BTreeSet::new();
     for n in 1..=20 {
-        let answer = post(
+        let answer = turn(
             &http,
-            &format!("{front}/sessions/{over_http}/run"),
-            json!({"code": "n = globals().get('n', 0) + 1\nn"}),
+            &front,
+            &over_http,
+            "n = globals().get('n', 0) + 1\nn",
         )
         .await;
         assert_eq!(answer.status, 200, "turn {n}: {}", answer.body);
@@ -700,12 +711,7 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
     );
     eprintln!("rolling restart: runs {stateless:?}; turns {turned:?}");
     // The session is exactly where its acknowledged turns left it.
-    let answer = post(
-        &http,
-        &format!("{front}/sessions/{over_http}/run"),
-        json!({"code": "n"}),
-    )
-    .await;
+    let answer = turn(&http, &front, &over_http, "n").await;
     assert_eq!(answer.body["result"], n, "{}", answer.body);
 
     // 5. SIGKILL mid-turn. Three sessions each start a slow turn at once (round robin: one
@@ -716,12 +722,7 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
     for _ in 0..3 {
         let created = post(&http, &format!("{front}/sessions"), json!({})).await;
         let id = created.body["session_id"].as_str().unwrap().to_string();
-        let answer = post(
-            &http,
-            &format!("{front}/sessions/{id}/run"),
-            json!({"code": "k = 1\nk"}),
-        )
-        .await;
+        let answer = turn(&http, &front, &id, "k = 1\nk").await;
         assert_eq!(answer.body["result"], 1, "{}", answer.body);
         ids.push(id);
     }
@@ -755,12 +756,7 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
             failed += 1;
             1
         };
-        let next = post(
-            &http,
-            &format!("{front}/sessions/{id}/run"),
-            json!({"code": "k"}),
-        )
-        .await;
+        let next = turn(&http, &front, &id, "k").await;
         assert_eq!(next.status, 200, "{}", next.body);
         assert_eq!(next.body["result"], kept, "{}", next.body);
     }
@@ -776,12 +772,7 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert_ne!(answer.replica.as_deref(), Some("r2"));
     }
-    let answer = post(
-        &http,
-        &format!("{front}/sessions/{over_http}/run"),
-        json!({"code": "n"}),
-    )
-    .await;
+    let answer = turn(&http, &front, &over_http, "n").await;
     assert_eq!(answer.body["result"], n, "{}", answer.body);
     let _ = std::fs::remove_dir_all(&work);
 }
