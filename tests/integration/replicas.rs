@@ -756,7 +756,7 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
             failed += 1;
             1
         };
-        let next = turn(&http, &front, &id, "k").await;
+        let next = turn(&http, &front, id, "k").await;
         assert_eq!(next.status, 200, "{}", next.body);
         assert_eq!(next.body["result"], kept, "{}", next.body);
     }
