@@ -130,6 +130,22 @@ def timed(fn: Callable[[], Any], warmup: int, n: int) -> list[float]:
     return out
 
 
+def part_args(doc: str) -> argparse.ArgumentParser:
+    """The arguments every bench part bench/run.sh calls takes (add a part's own after)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cache-dir", type=Path, required=True)
+    parser.add_argument("--quick", action="store_true")
+    return parser
+
+
+def new_results() -> dict[str, Any]:
+    """A part's results: when, the load then, and its sections (see `section_runner`)."""
+    return {"when": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "load": loadavg(), "sections": {}, "errors": {}, "section_seconds": {}}
+
+
 def write_section(out: Path, name: str, results: dict[str, Any], mark: str, text: str) -> None:
     """Write `out/NAME.json`, and `text` (which starts with `mark`) as the last section of
     out/summary.md, replacing the one an earlier run of the same bench put there (and what

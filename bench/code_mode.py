@@ -24,17 +24,14 @@ upstream is a child on pipes) and is stopped before this exits. No timing is ass
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import Server, fmt, loadavg, log, section_runner, stats, write_section
+from bench import Server, fmt, new_results, part_args, section_runner, stats, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ROOT / ".cache/clients"
@@ -150,16 +147,11 @@ def report(results: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bin", required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--cache-dir", type=Path, required=True)
-    parser.add_argument("--quick", action="store_true")
+    parser = part_args(__doc__)
     args = parser.parse_args()
     calls = 50 if args.quick else 300
     repeats = 3 if args.quick else 10
-    results: dict[str, Any] = {"when": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                               "load": loadavg(), "sections": {}, "errors": {}, "section_seconds": {}}
+    results = new_results()
     run_section = section_runner(results)
     config = args.out / "code_mode_tools.json"
     config.write_text(json.dumps({"mcpServers": {"everything": {"command": str(NODE), "args": [str(EVERYTHING)]}}}))

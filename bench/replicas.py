@@ -24,7 +24,6 @@ stopped before this exits. No timing is asserted.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import http.client
 import json
 import os
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import CHILDREN, Server, fmt, loadavg, section_runner, stats, write_section
+from bench import CHILDREN, Server, fmt, new_results, part_args, section_runner, stats, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "## Replicas"
@@ -174,15 +173,10 @@ def report(results: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bin", required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--cache-dir", type=Path, required=True)
-    parser.add_argument("--quick", action="store_true")
+    parser = part_args(__doc__)
     args = parser.parse_args()
     n = 30 if args.quick else 200
-    results: dict[str, Any] = {"when": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                               "load": loadavg(), "sections": {}, "errors": {}, "section_seconds": {}}
+    results = new_results()
     run_section = section_runner(results)
     run_section("turns", lambda: section_turns(args, n))
     run_section("haproxy", lambda: section_haproxy(args, n))

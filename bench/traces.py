@@ -23,17 +23,14 @@ this exits. No timing is asserted.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import http.server
-import json
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-from bench import Server, fmt, loadavg, log, post_run, stats, write_section
+from bench import Server, fmt, loadavg, log, part_args, post_run, stats, write_section
 
 MARK = "## Traces"
 CODE = "print(1)"
@@ -70,11 +67,7 @@ class Receiver(http.server.ThreadingHTTPServer):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bin", required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--cache-dir", type=Path, required=True)
-    parser.add_argument("--quick", action="store_true")
+    parser = part_args(__doc__)
     parser.add_argument("--baseline-bin", help="a build without traces, measured as `before`")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

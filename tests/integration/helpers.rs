@@ -312,3 +312,61 @@ pub fn with_clients(script: &str) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A child process (HAProxy, Prometheus...) killed and reaped on drop.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A tool tests/prepare.sh installs from Debian's packages (prometheus, promtool, haproxy):
+/// its path, or a panic that says how to get it (a test that cannot run must not pass).
+pub fn which(tool: &str) -> String {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+        "/bin",
+    ] {
+        let path = std::path::Path::new(dir).join(tool);
+        if path.is_file() {
+            return path.display().to_string();
+        }
+    }
+    panic!("{tool} is missing: run tests/prepare.sh (installs Debian's prometheus and haproxy)");
+}
+
+/// A real Prometheus scraping `targets` every second as job `job`, its data and its log
+/// (`prometheus.log`) in `dir`. Returns it and the address of its HTTP API.
+pub fn start_prometheus(dir: &std::path::Path, job: &str, targets: &[String]) -> (Killed, String) {
+    let config = dir.join("prometheus.yml");
+    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    let web = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(which("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .expect("failed to start prometheus");
+    (Killed(child), web)
+}

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Server, command};
 
-pub(crate) const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wire-test","version":"1"}}}"#;
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wire-test","version":"1"}}}"#;
 
 /// A `omcp-sandbox mcp` child spoken to line by line.
 struct Stdio_ {
@@ -558,18 +558,25 @@ fn stdio_survives_mutated_frames_and_answers_every_request() {
     );
 }
 
-#[tokio::test]
-async fn http_survives_mutated_frames() {
-    let server = Server::start();
-    let (_, session, _) = post_mcp(&server, INIT, None, &[]).await;
-    let session = session.expect("a session id");
+/// An initialized MCP session over streamable HTTP: its id.
+pub(crate) async fn open_mcp(server: &Server) -> String {
+    let (status, session, answer) = post_mcp(server, INIT, None, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    let session = session.expect("an MCP session id");
     post_mcp(
-        &server,
+        server,
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
         Some(&session),
         &[],
     )
     .await;
+    session
+}
+
+#[tokio::test]
+async fn http_survives_mutated_frames() {
+    let server = Server::start();
+    let session = open_mcp(&server).await;
     let frames = mutated_frames(0x5eed_0002, 150);
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     for (n, frame) in frames.iter().enumerate() {

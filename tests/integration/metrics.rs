@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Server, free_port};
+use crate::helpers::{Server, free_port, start_prometheus, which};
 
 async fn scrape(server: &Server, url: &str) -> String {
     let response = server.client.get(url).send().await.unwrap();
@@ -223,7 +223,6 @@ async fn sigterm_drains_before_closing() {
 /// A real Prometheus scrapes the server's metrics listener and answers PromQL about it.
 #[tokio::test]
 async fn prometheus_scrapes_the_server() {
-    let prometheus = which("prometheus");
     let port = free_port();
     let metrics_addr = format!("127.0.0.1:{port}");
     let server = Server::start_with(&["--metrics-listen", &metrics_addr]);
@@ -233,29 +232,7 @@ async fn prometheus_scrapes_the_server() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("prometheus-{port}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: omcp\n    static_configs:\n      - targets: ['{metrics_addr}']\n"
-        ),
-    )
-    .unwrap();
-    let web = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={web}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .expect("failed to start prometheus");
-    let _prometheus = Killed(child);
+    let (_prometheus, web) = start_prometheus(&dir, "omcp", &[metrics_addr]);
 
     let query = format!("http://{web}/api/v1/query");
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -285,25 +262,4 @@ async fn prometheus_scrapes_the_server() {
     let result = &answer["data"]["result"][0];
     assert_eq!(result["metric"]["outcome"], "ok", "{answer}");
     assert_eq!(result["value"][1], "5", "{answer}");
-}
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A tool tests/prepare.sh installs (Debian's `prometheus` package): its path, or a panic
-/// that says how to get it (a test that cannot run must not pass).
-fn which(tool: &str) -> String {
-    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
-        let path = Path::new(dir).join(tool);
-        if path.is_file() {
-            return path.display().to_string();
-        }
-    }
-    panic!("{tool} is missing: run tests/prepare.sh (installs Debian's prometheus package)");
 }

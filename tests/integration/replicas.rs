@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{command, free_port, repo};
+use crate::helpers::{Killed, command, free_port, repo, start_prometheus, which};
 
 /// One replica: a `serve` on a fixed port (so a restart comes back where HAProxy looks).
 struct Replica {
@@ -103,26 +103,6 @@ impl Drop for Replica {
             let _ = child.wait();
         }
     }
-}
-
-/// A child process killed on drop (HAProxy, Prometheus).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn which(tool: &str) -> String {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
-        let path = Path::new(dir).join(tool);
-        if path.is_file() {
-            return path.display().to_string();
-        }
-    }
-    panic!("{tool} is missing: run tests/prepare.sh (installs Debian's haproxy and prometheus)");
 }
 
 /// An answer through the balancer: status, the replica that served it (HAProxy's
@@ -368,7 +348,6 @@ struct Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
     let haproxy = which("haproxy");
-    let prometheus = which("prometheus");
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "replicas-{}-{}",
         std::process::id(),
@@ -427,35 +406,12 @@ async fn replicas_behind_haproxy_share_work_and_sessions_and_lose_nothing() {
     let _lb = Killed(lb);
 
     // Prometheus scrapes each replica directly (as a ServiceMonitor does in a cluster).
-    let config = work.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n\
-             scrape_configs:\n  - job_name: replicas\n    static_configs:\n      - targets: [{}]\n",
-            replicas
-                .iter()
-                .map(|r| format!("'{}'", r.addr()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    )
-    .unwrap();
-    let web = format!("127.0.0.1:{}", free_port());
+    let (_scraper, web) = start_prometheus(
+        &work,
+        "replicas",
+        &replicas.iter().map(Replica::addr).collect::<Vec<_>>(),
+    );
     let prometheus_log = work.join("prometheus.log");
-    let scraper = Command::new(&prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            work.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address={web}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&prometheus_log).unwrap())
-        .spawn()
-        .expect("failed to start prometheus");
-    let _scraper = Killed(scraper);
 
     let http = client();
     let front = format!("http://127.0.0.1:{front_port}");

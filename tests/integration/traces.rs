@@ -19,7 +19,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use super::helpers::{Server, repo};
-use super::mcp_protocol::{INIT, post_mcp};
+use super::mcp_protocol::{open_mcp, post_mcp};
 
 /// One received span, with its resource's attributes.
 #[derive(Debug, Clone)]
@@ -430,16 +430,7 @@ async fn traces_of_session_turns_and_mcp_tool_calls() {
 
     // MCP over streamable HTTP: `_meta.traceparent` is the tool call's parent; without
     // it, the POST's header is.
-    let (status, session, _) = post_mcp(&server, INIT, None, &[]).await;
-    assert_eq!(status, 200);
-    let session = session.expect("an MCP session id");
-    post_mcp(
-        &server,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        Some(&session),
-        &[],
-    )
-    .await;
+    let session = open_mcp(&server).await;
     let (trace, parent, header) = caller(4);
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "run_python",
@@ -494,15 +485,7 @@ async fn traces_stay_off_when_the_sdk_is_disabled() {
     let receiver = Receiver::start().await;
     let server = start(&receiver, &[], &[("OTEL_SDK_DISABLED", "true")]);
     let (trace, _, header) = caller(6);
-    let response = server
-        .client
-        .post(server.url("/run"))
-        .header("traceparent", header)
-        .json(&json!({"code": "print(1)"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    post_run(&server, json!({"code": "print(1)"}), Some(&header)).await;
     // Batches go every 100 ms when on: two seconds is twenty of them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(*receiver.exports.lock().unwrap(), 0, "{trace}");
@@ -516,15 +499,7 @@ async fn sigterm_flushes_the_last_spans() {
     // A batch every minute: only the flush at exit can send this run's spans in time.
     let mut server = start(&receiver, &[], &[("OTEL_BSP_SCHEDULE_DELAY", "60000")]);
     let (trace, parent, header) = caller(7);
-    let response = server
-        .client
-        .post(server.url("/run"))
-        .header("traceparent", header)
-        .json(&json!({"code": "print(1)"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    post_run(&server, json!({"code": "print(1)"}), Some(&header)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         *receiver.exports.lock().unwrap(),
