@@ -369,26 +369,13 @@ impl Sessions {
             meta: Mutex::new(meta),
             core: tokio::sync::Mutex::new(None),
         });
+        let slot = self.table().entry(id.clone()).or_insert(slot).clone();
         if slot.meta().expires_at() <= now() {
-            self.expire_adopted(&id, &slot);
-            return None;
+            self.expire(&id, &slot);
+            // Still here if, held under its lease, it proved alive.
+            return self.table().get(&id).cloned();
         }
-        Some(self.table().entry(id).or_insert(slot).clone())
-    }
-
-    /// An expired session found on disk: removed (in shared mode under its lease, and only
-    /// if it is still expired once held).
-    fn expire_adopted(&self, id: &str, slot: &Arc<Slot>) {
-        if !self.options.shared {
-            disk::remove_dir(&slot.dir);
-            return;
-        }
-        if let Ok(Some(_lease)) = Lease::try_take(&slot.dir)
-            && disk::read_meta(&slot.dir).is_ok_and(|saved| saved.expires_at() <= now())
-        {
-            disk::remove_dir(&slot.dir);
-            tracing::info!(session = redact(id), "expired session removed");
-        }
+        Some(slot)
     }
 
     /// Open a new session.
